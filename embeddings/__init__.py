@@ -1,0 +1,10 @@
+"""Multilingual sentence embeddings for citesearch: one offline default model, one Embedder class.
+
+Importing this package is cheap; torch and sentence-transformers load with the first model.
+"""
+
+from embeddings.embedder import Embedder, load_embedder
+from embeddings.errors import ModelError
+from embeddings.prepare import default_models_dir, prepare_model
+
+__all__ = ["Embedder", "ModelError", "default_models_dir", "load_embedder", "prepare_model"]

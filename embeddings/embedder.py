@@ -1,0 +1,373 @@
+"""The one embedding entry point of citesearch: load a sentence-transformers model offline and encode text.
+
+Only this package imports sentence-transformers (and torch); everything else uses :class:`Embedder`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings.errors import ModelError
+from embeddings.prepare import DEFAULT_MODEL_ID, PREPARE_HINT, default_model_path, is_prepared, read_manifest
+
+ENV_MODEL = "CITESEARCH_MODEL"
+ENV_BATCH_SIZE = "CITESEARCH_EMBED_BATCH_SIZE"
+ENV_PRECISION = "CITESEARCH_EMBED_PRECISION"
+PRECISIONS = ("fp32", "bf16", "int8")
+DEFAULT_PRECISION = "fp32"
+DEFAULT_BATCH_SIZE = 32
+WINDOW_OVERLAP = 64
+E5_PROMPTS = ("query: ", "passage: ")
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_USER_OFFLINE_ENV = {k: os.environ.get(k) for k in _OFFLINE_VARS}
+_torch_lock = threading.Lock()
+_torch_configured = False
+
+Vectors = npt.NDArray[np.float32]
+
+
+def _configure_torch() -> None:
+    """Size torch's thread pools to the usable cores, once per process."""
+    global _torch_configured
+    with _torch_lock:
+        if _torch_configured:
+            return
+        import torch
+
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set, or inter-op work already started
+            pass
+        _torch_configured = True
+
+
+def _set_offline(offline: bool) -> None:
+    """Force Hugging Face offline mode for local models; restore the user's own setting for hub ids."""
+    for k in _OFFLINE_VARS:
+        user = _USER_OFFLINE_ENV[k]
+        if offline:
+            os.environ[k] = "1"
+        elif user is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = user
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # the library reads the variable once, at import
+        value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+        constants.HF_HUB_OFFLINE = value.upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _env_precision() -> str:
+    """Precision from env CITESEARCH_EMBED_PRECISION (fp32 | bf16 | int8), else the measured default."""
+    value = os.environ.get(ENV_PRECISION, "").strip().lower() or DEFAULT_PRECISION
+    if value not in PRECISIONS:
+        raise ModelError(f"{ENV_PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)}")
+    return value
+
+
+def _env_batch_size() -> int:
+    """Batch size from env CITESEARCH_EMBED_BATCH_SIZE, else the measured default."""
+    raw = os.environ.get(ENV_BATCH_SIZE, "").strip()
+    if not raw:
+        return DEFAULT_BATCH_SIZE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ModelError(f"{ENV_BATCH_SIZE}={raw!r}: expected a positive integer")
+    return value
+
+
+def _pick_prompts(name: str, configured: dict[str, str]) -> tuple[str, str]:
+    """Query and passage prompts for a model family: e5 'query: '/'passage: ', bge-m3 none, else the model's own."""
+    low = name.lower()
+    if "bge-m3" in low:
+        return "", ""
+    if re.search(r"(?:^|[^a-z0-9])e5(?:[^a-z0-9]|$)", low) and "instruct" not in low:
+        return E5_PROMPTS
+    query = configured.get("query", "")
+    passage = configured.get("document", configured.get("passage", ""))
+    if query or passage:
+        return query, passage
+    return "", ""
+
+
+class Embedder:
+    """Encode queries and passages into L2-normalised float32 vectors with one sentence-transformers model.
+
+    Inputs longer than ``max_tokens`` are never silently truncated: the token sequence is cut into
+    overlapping windows (each repeating the prompt and the special tokens, at most ``max_tokens``
+    long, overlapping by at least 64 tokens), each window is embedded, the un-normalised pooled
+    vectors are averaged and the mean is L2-normalised. Within a call, inputs are sorted by length
+    so each batch pads little.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        model_id: str,
+        source: str,
+        query_prompt: str,
+        passage_prompt: str,
+        precision: str,
+        batch_size: int,
+    ) -> None:
+        """Wrap a loaded SentenceTransformer; use :func:`load_embedder` rather than calling this."""
+        import torch
+        from sentence_transformers.sentence_transformer.modules import Normalize
+
+        self.model_id = model_id
+        self.source = source
+        self.query_prompt = query_prompt
+        self.passage_prompt = passage_prompt
+        self.precision = precision
+        self.batch_size = batch_size
+        self._torch = torch
+        self._model = model
+        # Normalisation happens after window averaging, so the pipeline stops before Normalize.
+        self._modules = [m for m in model if not isinstance(m, Normalize)]
+        tok = model.tokenizer
+        if tok is None:
+            raise ModelError(f"{source}: the model has no text tokenizer")
+        self._backend: Any = getattr(tok, "backend_tokenizer", None)
+        if self._backend is not None:
+            self._backend.no_truncation()
+            self._backend.no_padding()
+        self._hf_tokenizer: Any = tok
+        pad = tok.pad_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        self._lock = threading.Lock()
+        self.max_tokens = self._find_max_tokens()
+        self._apply_precision()
+        probe = self._embed_ids([self._tokenize([self.passage_prompt + "probe"])[0]])
+        self.dim = int(probe.shape[1])
+
+    # ------------------------------------------------------------------ public API
+
+    def encode_queries(self, texts: list[str]) -> Vectors:
+        """Embed search queries (with the model's query prompt); shape (n, dim), float32, unit length."""
+        return self._encode([self.query_prompt + t for t in texts], self.query_prompt)
+
+    def encode_passages(self, texts: list[str]) -> Vectors:
+        """Embed passages (with the model's passage prompt); shape (n, dim), float32, unit length."""
+        return self._encode([self.passage_prompt + t for t in texts], self.passage_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` as a passage (prompt and special tokens included)."""
+        return self.count_tokens_batch([text])[0]
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """:meth:`count_tokens` for many texts in one tokenizer call."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self._tokenize([self.passage_prompt + t for t in texts])]
+
+    def info(self) -> dict[str, str | int]:
+        """Facts to record in an index manifest: identity, shape, limits, backend and source."""
+        return {
+            "model_id": self.model_id,
+            "dim": self.dim,
+            "max_tokens": self.max_tokens,
+            "precision": self.precision,
+            "backend": "sentence-transformers/torch-cpu",
+            "source": self.source,
+            "query_prompt": self.query_prompt,
+            "passage_prompt": self.passage_prompt,
+        }
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_id!r}, dim={self.dim}, max_tokens={self.max_tokens}, {self.precision})"
+
+    # ------------------------------------------------------------------ internals
+
+    def _find_max_tokens(self) -> int:
+        """Longest sequence the model accepts: sentence-transformers' limit, else the tokenizer's or config's."""
+        for value in (
+            getattr(self._model, "max_seq_length", None),
+            getattr(self._hf_tokenizer, "model_max_length", None),
+        ):
+            if isinstance(value, int) and 0 < value < 1_000_000:
+                return value
+        cfg = getattr(self._modules[0], "config", None)
+        value = getattr(cfg, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else 512
+
+    def _apply_precision(self) -> None:
+        """Switch the network to bf16 weights or int8 dynamic-quantised Linear layers when asked."""
+        torch = self._torch
+        if self.precision == "bf16":
+            self._model.to(torch.bfloat16)
+        elif self.precision == "int8":
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for module in self._modules:
+                    quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids with special tokens and without truncation, one tokenizer batch call."""
+        if self._backend is not None:
+            fast = getattr(self._backend, "encode_batch_fast", None)
+            encs = fast(texts) if fast is not None else self._backend.encode_batch(texts)
+            return [list(e.ids) for e in encs]
+        out = self._hf_tokenizer(texts, add_special_tokens=True, truncation=False, padding=False, verbose=False)
+        return [list(x) for x in out["input_ids"]]
+
+    def _windows(self, text: str, prompt: str) -> list[list[int]]:
+        """Cut one over-long input into overlapping windows that each fit ``max_tokens``."""
+        if self._backend is not None:
+            enc = self._backend.encode(text)
+            ids, special, offsets = list(enc.ids), list(enc.special_tokens_mask), list(enc.offsets)
+        else:
+            out = self._hf_tokenizer(
+                text, return_special_tokens_mask=True, return_offsets_mapping=True, truncation=False, verbose=False
+            )
+            ids, special, offsets = out["input_ids"], out["special_tokens_mask"], out["offset_mapping"]
+        head = 0
+        while head < len(ids) and special[head]:
+            head += 1
+        tail = len(ids)
+        while tail > head and special[tail - 1]:
+            tail -= 1
+        prompt_end = len(prompt.rstrip())
+        n_prompt = 0
+        while prompt_end and head + n_prompt < tail and offsets[head + n_prompt][1] <= prompt_end:
+            n_prompt += 1
+        prefix, suffix = ids[: head + n_prompt], ids[tail:]
+        body = ids[head + n_prompt : tail]
+        size = self.max_tokens - len(prefix) - len(suffix)
+        if size <= WINDOW_OVERLAP:  # prompt too long to repeat: fall back to bare windows
+            prefix, body = ids[:head], ids[head:tail]
+            size = self.max_tokens - len(prefix) - len(suffix)
+        if size < 1:
+            raise ModelError(f"{self.model_id}: max_tokens={self.max_tokens} leaves no room for text")
+        if len(body) <= size:
+            return [prefix + body + suffix]
+        stride = max(1, size - WINDOW_OVERLAP)
+        n = math.ceil((len(body) - size) / stride) + 1
+        starts = [round(i * (len(body) - size) / (n - 1)) for i in range(n)]
+        return [prefix + body[s : s + size] + suffix for s in starts]
+
+    def _encode(self, texts: list[str], prompt: str) -> Vectors:
+        """Tokenize, window the over-long, embed sorted by length, average windows, L2-normalise."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        all_ids = self._tokenize(texts)
+        seqs: list[list[int]] = []
+        owner: list[int] = []
+        for i, ids in enumerate(all_ids):
+            parts = [ids] if len(ids) <= self.max_tokens else self._windows(texts[i], prompt)
+            seqs.extend(parts)
+            owner.extend([i] * len(parts))
+        pooled = self._embed_ids(seqs)
+        out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
+        np.add.at(out, np.asarray(owner), pooled.astype(np.float64))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _embed_ids(self, seqs: list[list[int]]) -> Vectors:
+        """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length."""
+        torch = self._torch
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        result: Vectors | None = None
+        with self._lock, torch.inference_mode():
+            for b0 in range(0, len(order), self.batch_size):
+                idx = order[b0 : b0 + self.batch_size]
+                width = max(len(seqs[i]) for i in idx)
+                input_ids = torch.full((len(idx), width), self._pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    n = len(seqs[i])
+                    input_ids[row, :n] = torch.tensor(seqs[i], dtype=torch.long)
+                    mask[row, :n] = 1
+                features: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+                for module in self._modules:
+                    features = module(features)
+                emb = features["sentence_embedding"].float().numpy()
+                if result is None:
+                    result = np.empty((len(seqs), emb.shape[1]), dtype=np.float32)
+                result[idx] = emb
+        assert result is not None
+        return result
+
+
+def _resolve(model: str | Path | None) -> tuple[str, Path | None]:
+    """Name the model to load: explicit argument, else env CITESEARCH_MODEL, else the prepared default."""
+    if model is None:
+        model = os.environ.get(ENV_MODEL, "").strip() or None
+    if model is None:
+        path = default_model_path()
+        if not is_prepared(path):
+            raise ModelError(f"the default embedding model is not prepared at {path}: {PREPARE_HINT}")
+        return str(path), path
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve()), path.resolve()
+    if isinstance(model, Path) or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise ModelError(f"embedding model path {text!r} does not exist")
+    return text, None
+
+
+def load_embedder(model: str | Path | None = None) -> Embedder:
+    """Load an Embedder: None means env CITESEARCH_MODEL or the prepared default; a path or a hub id otherwise.
+
+    Local directories load with Hugging Face offline mode forced on (nothing touches the network);
+    a string that is not an existing path is treated as a hub id and may download.
+    """
+    name, path = _resolve(model)
+    if path is not None:
+        if not path.is_dir():
+            raise ModelError(f"embedding model path {path} is not a directory")
+        if not any(path.iterdir()):
+            raise ModelError(f"embedding model directory {path} is empty")
+    _set_offline(path is not None)
+    precision, batch_size = _env_precision(), _env_batch_size()
+    _configure_torch()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            st = SentenceTransformer(name, device="cpu", local_files_only=path is not None)
+        st.eval()
+    except Exception as exc:
+        hint = f"; for the default model {PREPARE_HINT} (add --force to rebuild it)" if path is not None else ""
+        raise ModelError(f"cannot load embedding model {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
+
+    manifest = read_manifest(path) if path is not None else None
+    model_id = str(manifest["model_id"]) if manifest and manifest.get("model_id") else name
+    if path is not None and path == default_model_path().resolve() and not manifest:
+        model_id = DEFAULT_MODEL_ID
+    configured = dict(getattr(st, "prompts", None) or {})
+    query_prompt, passage_prompt = _pick_prompts(name, configured)
+    try:
+        return Embedder(
+            st,
+            model_id=model_id,
+            source=name,
+            query_prompt=query_prompt,
+            passage_prompt=passage_prompt,
+            precision=precision,
+            batch_size=batch_size,
+        )
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"embedding model {name!r} loaded but cannot encode: {type(exc).__name__}: {exc}") from exc
