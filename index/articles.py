@@ -1,0 +1,430 @@
+"""The Article domain model: what callers send, how it is validated, identified and hashed.
+
+Decisions:
+- Types are strict: a number is never silently turned into text (pydantic StrictStr), metadata is
+  flat (string, integer, finite float or boolean values; nested values and null are refused).
+- `published_at` is an ISO 8601 date ("2025-08-01") or a timezone-aware datetime
+  ("2025-08-01T09:30:00+08:00"); naive datetimes are refused (their instant is unknowable), as are
+  impossible dates such as 2024-02-30. It is stored as its ISO string, offset kept as given.
+- Ids are 1-256 characters from [A-Za-z0-9._~:@-] (no "/", not "." or ".."), so that every id
+  can be used as is in `GET /v1/articles/{id}`. Absent ids are derived: `url-<16 hex>` from the
+  normalised URL (scheme and host lower-cased, default port, fragment and trailing slash
+  dropped), else `sha-<16 hex>` from the title and text.
+- The text is kept exactly as given (passages cite offsets into it); it must contain a
+  non-whitespace character, no NUL or unpaired surrogate, and at most `max_bytes` bytes of UTF-8.
+  Title and source are stripped of surrounding whitespace; empty ones become None.
+- The language is normalised BCP-47 ("pt-BR", "zh"); absent (or "und"), it is detected from the
+  text and may stay None when the detector is unsure.
+- Format and type errors are raised by `ArticleInput` (pydantic ValidationError); the checks that
+  depend on configuration or on the text as a whole by `build_article` (InvalidArticleError).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from index.errors import InvalidArticleError
+from index.language import detect_language, normalize_language_tag
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "ID_MAX_LENGTH",
+    "ID_PATTERN",
+    "Article",
+    "ArticleInput",
+    "MetadataValue",
+    "build_article",
+    "content_hash",
+    "derive_id",
+    "normalize_url",
+    "validate_article_id",
+]
+
+DEFAULT_MAX_BYTES = 1_000_000
+ID_MAX_LENGTH = 256
+ID_PATTERN = r"^[A-Za-z0-9._~:@-]{1,256}$"
+_ID_RE = re.compile(ID_PATTERN)
+MAX_TITLE_CHARS = 2_000
+MAX_URL_CHARS = 4_096
+MAX_SOURCE_CHARS = 256
+MAX_METADATA_KEYS = 100
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_VALUE_CHARS = 10_000
+
+MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
+_ID_RULE = (
+    "an id must be 1-256 characters among letters, digits and . _ ~ : @ - "
+    "(no '/' or spaces, not '.' or '..'), so it can be used in /v1/articles/{id}"
+)
+
+
+def validate_article_id(value: str) -> str:
+    """The id itself when it is usable in a URL path; ValueError with the rule otherwise."""
+    if not _ID_RE.fullmatch(value) or value in (".", ".."):
+        raise ValueError(f"invalid id {value[:300]!r}: {_ID_RULE}")
+    return value
+
+
+def _no_nul(value: str, name: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character")
+    return value
+
+
+def _parse_published_at(value: object) -> dt.date | None:
+    """A date or an aware datetime from an ISO 8601 string, a date or a datetime; ValueError else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            if len(s) <= 10 and "T" not in s and ":" not in s:
+                return dt.date.fromisoformat(s)
+            parsed: dt.date = dt.datetime.fromisoformat(s)
+        except ValueError as exc:
+            raise ValueError(
+                f"published_at {value[:100]!r} is not a valid ISO 8601 date or datetime ({exc})"
+            ) from None
+        value = parsed
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "published_at has no time zone: add 'Z' or an offset such as '+02:00', or give a date"
+            )
+        return value
+    if isinstance(value, dt.date):
+        return value
+    raise ValueError(f"published_at must be an ISO 8601 date or datetime string, not {type(value).__name__}")
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _check_metadata(value: object) -> dict[str, Any]:
+    """Refuse non-flat metadata with one clear message per problem (before pydantic's type check)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"metadata must be an object of key -> value pairs, not {type(value).__name__}")
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(value)} keys; at most {MAX_METADATA_KEYS} are allowed")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_METADATA_KEY_CHARS:
+            raise ValueError(f"metadata key {key!r} must be a non-empty string of at most 128 characters")
+        _no_nul(key, "a metadata key")
+        if item is None:
+            raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
+        if isinstance(item, Mapping | list | tuple | set):
+            raise ValueError(
+                f"metadata[{key!r}] is nested ({type(item).__name__}); metadata is flat: "
+                "values must be strings, numbers or booleans"
+            )
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError(
+                f"metadata[{key!r}] must be a string, number or boolean, not {type(item).__name__}"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"metadata[{key!r}] must be a finite number")
+        if isinstance(item, str):
+            if len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
+            _no_nul(item, f"metadata[{key!r}]")
+    return dict(value)
+
+
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": ID_MAX_LENGTH}
+_PUBLISHED_AT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "null"},
+    ]
+}
+
+
+class ArticleInput(BaseModel):
+    """An article as a caller sends it: only `text` is required; the rest is optional."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "reuters-2025-08-01-nvidia-h20",
+                    "title": "英伟达回应:没后门",
+                    "text": "NVIDIA's spokesperson emphasized that their chips do not contain any "
+                    '"backdoors" [2].',
+                    "url": "https://example.com/news/nvidia-h20",
+                    "source": "Example News",
+                    "published_at": "2025-08-01T09:30:00+08:00",
+                    "language": "en",
+                    "metadata": {"section": "technology", "paywalled": False},
+                }
+            ]
+        },
+    )
+
+    id: Annotated[StrictStr, WithJsonSchema(_ID_SCHEMA)] | None = Field(
+        default=None,
+        description="Stable article id (1-256 of A-Z a-z 0-9 . _ ~ : @ -). When absent it is derived "
+        "from the URL (url-<hex>), else from the title and text (sha-<hex>).",
+        examples=["reuters-2025-08-01-nvidia-h20"],
+    )
+    title: StrictStr | None = Field(
+        default=None, max_length=MAX_TITLE_CHARS, description="Headline.", examples=["英伟达回应:没后门"]
+    )
+    text: StrictStr = Field(
+        description="The article body, kept exactly as given: passages cite character offsets into "
+        "it. Must not be empty or whitespace only; at most 1,000,000 bytes of UTF-8 by default.",
+        examples=["NVIDIA's spokesperson emphasized that their chips do not contain any backdoors [2]."],
+    )
+    url: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_URL_CHARS,
+        description="Absolute http(s) link to the article.",
+        examples=["https://example.com/news/nvidia-h20"],
+    )
+    source: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_SOURCE_CHARS,
+        description="Publisher or feed name.",
+        examples=["Example News"],
+    )
+    published_at: Annotated[
+        dt.datetime | dt.date | str | None,
+        WithJsonSchema(_PUBLISHED_AT_SCHEMA),
+    ] = Field(
+        default=None,
+        description="Publication date (YYYY-MM-DD) or timezone-aware ISO 8601 datetime; naive "
+        "datetimes and impossible dates are refused.",
+        examples=["2025-08-01", "2025-08-01T09:30:00+08:00"],
+    )
+    language: StrictStr | None = Field(
+        default=None,
+        max_length=35,
+        description="BCP-47 language tag of the text (e.g. en, zh, pt-BR); detected when absent.",
+        examples=["en"],
+    )
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict,
+        description="Flat key -> value pairs (string, number or boolean); nested values are refused.",
+        examples=[{"section": "technology", "paywalled": False}],
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_article_id(value)
+
+    @field_validator("title", "text", "source")
+    @classmethod
+    def _no_nul_chars(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _no_nul(value, str(info.field_name))
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        s = value.strip()
+        if not s:
+            return None
+        try:
+            parts = urlsplit(s)
+        except ValueError as exc:
+            raise ValueError(f"url {value[:200]!r} is not a valid URL ({exc})") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url {value[:200]!r} must be an absolute http:// or https:// URL")
+        if any(ch.isspace() or ord(ch) < 0x20 for ch in s):
+            raise ValueError(f"url {value[:200]!r} contains whitespace or control characters")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"url {value[:200]!r} has an invalid port") from None
+        return s
+
+    @field_validator("published_at", mode="before")
+    @classmethod
+    def _valid_published_at(cls, value: object) -> dt.date | None:
+        return _parse_published_at(value)
+
+    @field_validator("language")
+    @classmethod
+    def _valid_language(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_language_tag(value)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _flat_metadata(cls, value: object) -> dict[str, Any]:
+        return _check_metadata(value)
+
+
+@dataclass(frozen=True)
+class Article:
+    """A validated, normalised article; `content_hash` tells whether its content changed."""
+
+    id: str
+    title: str | None
+    text: str
+    url: str | None
+    source: str | None
+    published_at: str | None
+    language: str | None
+    metadata: Mapping[str, str | int | float | bool] = field(hash=False)
+    content_hash: str
+
+
+def normalize_url(url: str) -> str:
+    """The URL in the form used for ids: scheme/host lower-case, no default port, fragment or trailing /."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def derive_id(*, url: str | None, title: str | None, text: str) -> str:
+    """A stable id: `url-<16 hex>` from the normalised URL, else `sha-<16 hex>` of title and text."""
+    if url:
+        return "url-" + hashlib.sha256(normalize_url(url).encode()).hexdigest()[:16]
+    return "sha-" + hashlib.sha256(_canonical_json([title or "", text]).encode()).hexdigest()[:16]
+
+
+def content_hash(
+    *,
+    title: str | None,
+    text: str,
+    url: str | None,
+    source: str | None,
+    published_at: str | None,
+    language: str | None,
+    metadata: Mapping[str, object],
+) -> str:
+    """sha256 (hex) of the canonical JSON of the content fields: equal content, equal hash."""
+    doc = {
+        "title": title,
+        "text": text,
+        "url": url,
+        "source": source,
+        "published_at": published_at,
+        "language": language,
+        "metadata": dict(metadata),
+    }
+    return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
+
+
+def _strip_or_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    s = value.strip()
+    return s or None
+
+
+def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
+    """Validate and normalise an input into an Article; InvalidArticleError lists every problem."""
+    problems: list[dict[str, str]] = []
+    text = inp.text
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        problems.append(
+            {"field": "text", "message": f"text contains an unpaired surrogate at position {exc.start}"}
+        )
+        size = 0
+    if not text.strip():
+        problems.append({"field": "text", "message": "text is empty or whitespace only"})
+    elif size > max_bytes:
+        problems.append(
+            {"field": "text", "message": f"text is {size} bytes of UTF-8, over the limit of {max_bytes}"}
+        )
+    for name in ("title", "source", "url", "id"):
+        value = getattr(inp, name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append({"field": name, "message": f"{name} contains an unpaired surrogate"})
+    try:
+        published = _iso(_parse_published_at(inp.published_at))
+    except ValueError as exc:
+        problems.append({"field": "published_at", "message": str(exc)})
+        published = None
+    language: str | None = None
+    if inp.language is not None:
+        try:
+            language = normalize_language_tag(inp.language)
+        except ValueError as exc:
+            problems.append({"field": "language", "message": str(exc)})
+    if inp.id is not None:
+        try:
+            validate_article_id(inp.id)
+        except ValueError as exc:
+            problems.append({"field": "id", "message": str(exc)})
+    try:
+        metadata = _check_metadata(inp.metadata)
+    except ValueError as exc:
+        problems.append({"field": "metadata", "message": str(exc)})
+        metadata = {}
+    if problems:
+        raise InvalidArticleError("; ".join(p["message"] for p in problems), details=problems)
+
+    title = _strip_or_none(inp.title)
+    source = _strip_or_none(inp.source)
+    url = _strip_or_none(inp.url)
+    if language in (None, "und"):
+        language = detect_language(text)
+    article_id = inp.id if inp.id is not None else derive_id(url=url, title=title, text=text)
+    frozen_meta = MappingProxyType(dict(metadata))
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        url=url,
+        source=source,
+        published_at=published,
+        language=language,
+        metadata=frozen_meta,
+        content_hash=content_hash(
+            title=title,
+            text=text,
+            url=url,
+            source=source,
+            published_at=published,
+            language=language,
+            metadata=frozen_meta,
+        ),
+    )

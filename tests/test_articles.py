@@ -1,0 +1,423 @@
+"""Article validation, id derivation, content hash, language tags and language identification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from index.articles import (
+    ID_PATTERN,
+    Article,
+    ArticleInput,
+    build_article,
+    derive_id,
+    normalize_url,
+)
+from index.errors import (
+    CitesearchError,
+    ConflictError,
+    InvalidArticleError,
+    ModelMismatchError,
+    NotFoundError,
+    SourceError,
+)
+from index.language import (
+    NEWS_LANGUAGES,
+    detect_language,
+    detect_query_language,
+    normalize_language_tag,
+    warm_up,
+)
+
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~:@-"
+EN_TEXT = "The central bank raised interest rates again on Thursday, citing persistent inflation."
+
+
+def build(**fields: Any) -> Article:
+    """Validate fields as a caller would send them (JSON), then build the article."""
+    return build_article(ArticleInput.model_validate_json(json.dumps(fields)))
+
+
+def invalid_fields(exc: InvalidArticleError) -> set[str]:
+    return {d["field"] for d in exc.details}
+
+
+# ---- the input model --------------------------------------------------------------------------
+
+
+def test_only_text_is_required_and_unknown_fields_are_refused() -> None:
+    a = build(text=EN_TEXT)
+    assert a.text == EN_TEXT and a.title is None and a.url is None and a.metadata == {}
+    with pytest.raises(ValidationError, match="text"):
+        ArticleInput.model_validate({"title": "no text"})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ArticleInput.model_validate({"text": EN_TEXT, "body": "typo"})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": 42},
+        {"text": EN_TEXT, "title": 7},
+        {"text": EN_TEXT, "id": 123},
+        {"text": EN_TEXT, "url": ["https://example.com"]},
+        {"text": EN_TEXT, "language": 1},
+        {"text": EN_TEXT, "published_at": 20250101},
+        {"text": EN_TEXT, "source": True},
+    ],
+)
+def test_wrong_types_are_refused_not_coerced(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ArticleInput.model_validate_json(json.dumps(fields))
+    with pytest.raises(ValidationError):
+        ArticleInput.model_validate(fields)
+
+
+def test_text_is_kept_exactly_and_title_and_source_are_stripped() -> None:
+    text = "\n  Leading space, CRLF\r\nand trailing space.  \n"
+    a = build(text=text, title="  A title \n", source="  wire ")
+    assert a.text == text
+    assert a.title == "A title" and a.source == "wire"
+    assert build(text=EN_TEXT, title="   ").title is None
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t \u3000"])
+def test_empty_or_blank_text_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArticleError, match="empty") as exc:
+        build_article(ArticleInput(text=text))
+    assert invalid_fields(exc.value) == {"text"}
+
+
+def test_text_size_limit_counts_utf8_bytes_and_is_configurable() -> None:
+    assert build_article(ArticleInput(text="é" * 500), max_bytes=1000).text == "é" * 500
+    with pytest.raises(InvalidArticleError, match="1001 bytes") as exc:
+        build_article(ArticleInput(text="é" * 500 + "x"), max_bytes=1000)
+    assert invalid_fields(exc.value) == {"text"}
+    big = "a" * 1_000_001
+    with pytest.raises(InvalidArticleError, match="over the limit of 1000000"):
+        build_article(ArticleInput(text=big, language="en"))
+
+
+def test_nul_and_lone_surrogates_are_refused() -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        ArticleInput(text="a\x00b")
+    with pytest.raises(InvalidArticleError, match="surrogate"):
+        build_article(ArticleInput(text="broken \ud800 text"))
+
+
+# ---- ids ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("good", ["a", "nvidia-h20", "xquad:en:Super_Bowl_50", "v1.2~draft@wire", "x" * 256])
+def test_valid_ids_are_kept(good: str) -> None:
+    assert build(text=EN_TEXT, id=good).id == good
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "a b", "é", "x" * 257, ".", "..", "a?b", "a#b", "a%20b"])
+def test_invalid_ids_are_refused_with_the_rule(bad: str) -> None:
+    with pytest.raises(ValidationError, match="letters, digits"):
+        ArticleInput(id=bad, text=EN_TEXT)
+
+
+@settings(max_examples=150)
+@given(st.text(alphabet=ID_ALPHABET, min_size=1, max_size=256).filter(lambda s: s not in (".", "..")))
+def test_any_id_from_the_alphabet_is_accepted(article_id: str) -> None:
+    assert ArticleInput(id=article_id, text="x").id == article_id
+
+
+@settings(max_examples=150)
+@given(st.text(min_size=1, max_size=40).filter(lambda s: any(c not in ID_ALPHABET for c in s)))
+def test_any_id_outside_the_alphabet_is_refused(article_id: str) -> None:
+    with pytest.raises(ValidationError):
+        ArticleInput(id=article_id, text="x")
+
+
+def test_the_schema_pattern_is_the_validator_rule() -> None:
+    schema = ArticleInput.model_json_schema()
+    id_schema = next(s for s in schema["properties"]["id"]["anyOf"] if s.get("type") == "string")
+    assert id_schema["pattern"] == ID_PATTERN and id_schema["maxLength"] == 256
+
+
+def test_ids_are_derived_from_the_normalised_url() -> None:
+    base = build(text=EN_TEXT, url="https://example.com/news/a").id
+    assert base.startswith("url-") and len(base) == 20
+    for same in (
+        "HTTPS://EXAMPLE.com/news/a",
+        "https://example.com/news/a/",
+        "https://example.com:443/news/a#comments",
+    ):
+        assert build(text="other text", url=same).id == base
+    assert build(text=EN_TEXT, url="https://example.com/news/A").id != base
+    assert build(text=EN_TEXT, url="https://example.com/news/a?page=2").id != base
+    assert normalize_url("HTTP://Example.COM:80/a/?q=1#x") == "http://example.com/a?q=1"
+
+
+def test_ids_are_derived_from_the_content_without_a_url() -> None:
+    a = build(text=EN_TEXT, title="Rates")
+    assert a.id.startswith("sha-") and len(a.id) == 20
+    assert build(text=EN_TEXT, title="Rates", source="other").id == a.id
+    assert build(text=EN_TEXT, title="Rates again").id != a.id
+    assert derive_id(url=None, title="a", text="bc") != derive_id(url=None, title="ab", text="c")
+
+
+def test_a_given_id_wins_over_derivation() -> None:
+    assert build(id="mine", text=EN_TEXT, url="https://example.com/x").id == "mine"
+
+
+# ---- dates --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given_value", "stored"),
+    [
+        ("2025-08-01", "2025-08-01"),
+        ("2025-08-01T09:30:00+08:00", "2025-08-01T09:30:00+08:00"),
+        ("2025-08-01T01:30:00Z", "2025-08-01T01:30:00+00:00"),
+        ("2024-02-29", "2024-02-29"),
+    ],
+)
+def test_dates_and_aware_datetimes_are_stored_as_iso(given_value: str, stored: str) -> None:
+    assert build(text=EN_TEXT, published_at=given_value).published_at == stored
+
+
+def test_python_dates_and_datetimes_are_accepted() -> None:
+    when = dt.datetime(2025, 8, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert build_article(ArticleInput(text=EN_TEXT, published_at=when)).published_at == when.isoformat()
+    day = dt.date(2025, 8, 1)
+    assert build_article(ArticleInput(text=EN_TEXT, published_at=day)).published_at == "2025-08-01"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("2024-02-30", "day is out of range"),
+        ("2025-13-01", "month must be in 1..12"),
+        ("2025-08-01T09:30:00", "no time zone"),
+        ("yesterday", "not a valid ISO 8601"),
+        ("", "not a valid ISO 8601"),
+    ],
+)
+def test_impossible_naive_or_garbage_dates_are_refused(bad: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ArticleInput(text=EN_TEXT, published_at=bad)
+
+
+def test_naive_python_datetimes_are_refused() -> None:
+    with pytest.raises(ValidationError, match="no time zone"):
+        ArticleInput(text=EN_TEXT, published_at=dt.datetime(2025, 8, 1, 9, 30))
+
+
+# ---- metadata -----------------------------------------------------------------------------------
+
+
+def test_flat_metadata_keeps_its_types() -> None:
+    a = build(text=EN_TEXT, metadata={"section": "tech", "rank": 2, "score": 0.5, "paywalled": False})
+    assert dict(a.metadata) == {"section": "tech", "rank": 2, "score": 0.5, "paywalled": False}
+    assert isinstance(a.metadata["paywalled"], bool) and isinstance(a.metadata["rank"], int)
+    with pytest.raises(TypeError):
+        a.metadata["x"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"tags": ["a", "b"]}, "nested"),
+        ({"author": {"name": "x"}}, "nested"),
+        ({"author": None}, "null"),
+        ({"": "x"}, "non-empty string"),
+        ({f"k{i}": i for i in range(101)}, "at most 100"),
+    ],
+)
+def test_nested_or_null_metadata_is_refused(metadata: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ArticleInput.model_validate_json(json.dumps({"text": EN_TEXT, "metadata": metadata}))
+
+
+def test_non_finite_numbers_in_metadata_are_refused() -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        ArticleInput.model_validate_json('{"text": "x", "metadata": {"x": 1e400}}')
+    with pytest.raises(ValidationError, match="finite"):
+        ArticleInput(text="x", metadata={"x": float("nan")})
+
+
+# ---- content hash -------------------------------------------------------------------------------
+
+
+def test_same_content_same_hash_and_any_change_changes_it() -> None:
+    fields: dict[str, Any] = {
+        "id": "a1",
+        "title": "T",
+        "text": EN_TEXT,
+        "url": "https://example.com/a",
+        "source": "wire",
+        "published_at": "2025-08-01",
+        "language": "en",
+        "metadata": {"a": 1, "b": "x"},
+    }
+    first = build(**fields)
+    assert build(**fields).content_hash == first.content_hash
+    reordered = {**fields, "metadata": {"b": "x", "a": 1}}
+    assert build(**reordered).content_hash == first.content_hash
+    changes = {
+        "title": "T2",
+        "text": EN_TEXT + " ",
+        "url": "https://example.com/b",
+        "source": "other",
+        "published_at": "2025-08-02",
+        "language": "de",
+        "metadata": {"a": 2, "b": "x"},
+    }
+    for key, value in changes.items():
+        assert build(**{**fields, key: value}).content_hash != first.content_hash, key
+    assert build(**{**fields, "metadata": {"a": True, "b": "x"}}).content_hash != first.content_hash
+
+
+def test_rebuilding_from_the_stored_fields_gives_the_same_hash() -> None:
+    a = build(text=EN_TEXT, url="https://example.com/a", published_at="2025-08-01T09:30:00+08:00")
+    again = build_article(
+        ArticleInput.model_validate(
+            {
+                "id": a.id,
+                "title": a.title,
+                "text": a.text,
+                "url": a.url,
+                "source": a.source,
+                "published_at": a.published_at,
+                "language": a.language,
+                "metadata": dict(a.metadata),
+            }
+        )
+    )
+    assert again == a
+
+
+def test_schema_documents_every_field_with_examples() -> None:
+    schema = ArticleInput.model_json_schema()
+    assert schema["required"] == ["text"] and schema["additionalProperties"] is False
+    for name, prop in schema["properties"].items():
+        assert prop.get("description"), name
+        assert prop.get("examples"), name
+    for example in schema["examples"]:
+        assert build(**example).id == example["id"]
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+def test_error_tree() -> None:
+    for cls in (InvalidArticleError, SourceError, NotFoundError, ConflictError, ModelMismatchError):
+        assert issubclass(cls, CitesearchError)
+    err = InvalidArticleError("bad", details=[{"field": "text", "message": "empty"}])
+    assert str(err) == "bad" and err.details == [{"field": "text", "message": "empty"}]
+    import index.errors
+
+    assert "CitesearchError" in (index.errors.__doc__ or "")
+
+
+def test_all_problems_are_reported_together() -> None:
+    inp = ArticleInput.model_construct(text=" ", published_at="2024-02-30", language="??", metadata={})
+    with pytest.raises(InvalidArticleError) as exc:
+        build_article(inp)
+    assert invalid_fields(exc.value) == {"text", "published_at", "language"}
+
+
+# ---- language tags and identification -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "canonical"),
+    [
+        ("en", "en"),
+        ("EN", "en"),
+        ("pt-br", "pt-BR"),
+        ("pt_BR", "pt-BR"),
+        ("zh-hant-tw", "zh-Hant-TW"),
+        ("sr-latn", "sr-Latn"),
+        ("es-419", "es-419"),
+        ("eng", "en"),
+        ("zho", "zh"),
+        ("iw", "he"),
+        ("de-DE-1996", "de-DE-1996"),
+        ("en-US-x-twain", "en-US-x-twain"),
+        ("fil", "fil"),
+    ],
+)
+def test_language_tags_are_normalised(tag: str, canonical: str) -> None:
+    assert normalize_language_tag(tag) == canonical
+    assert build(text=EN_TEXT, language=tag).language == canonical
+
+
+@pytest.mark.parametrize("tag", ["", "e", "english", "en-", "en--us", "12", "zh_中文", "en-US-x", "a" * 36])
+def test_garbage_language_tags_are_refused(tag: str) -> None:
+    with pytest.raises(ValueError, match="BCP-47"):
+        normalize_language_tag(tag)
+    with pytest.raises(ValidationError):
+        ArticleInput(text=EN_TEXT, language=tag)
+
+
+SAMPLES = {
+    "en": EN_TEXT,
+    "de": "Die Zentralbank hat am Donnerstag die Zinsen erneut angehoben und verwies auf die Inflation.",
+    "zh": "中央银行周四再次加息，理由是通货膨胀持续存在。",
+    "ar": "رفع البنك المركزي أسعار الفائدة مرة أخرى يوم الخميس، مشيراً إلى استمرار التضخم.",
+    "ru": "Центральный банк в четверг снова повысил процентные ставки, сославшись на инфляцию.",
+    "th": "ธนาคารกลางขึ้นอัตราดอกเบี้ยอีกครั้งเมื่อวันพฤหัสบดี โดยอ้างถึงเงินเฟ้อที่ยังคงอยู่",
+    "hi": "केंद्रीय बैंक ने गुरुवार को लगातार मुद्रास्फीति का हवाला देते हुए फिर से ब्याज दरें बढ़ाईं।",
+    "ja": "中央銀行は木曜日、インフレが続いていることを理由に再び利上げを行った。",
+    "ko": "중앙은행은 목요일 지속적인 인플레이션을 이유로 다시 금리를 인상했다.",
+    "es": "El banco central volvió a subir los tipos de interés el jueves, citando la inflación persistente.",
+    "el": "Η κεντρική τράπεζα αύξησε ξανά τα επιτόκια την Πέμπτη, επικαλούμενη τον επίμονο πληθωρισμό.",
+    "tr": "Merkez bankası, süregelen enflasyonu gerekçe göstererek perşembe günü faizleri yeniden artırdı.",
+    "vi": "Ngân hàng trung ương lại tăng lãi suất vào thứ Năm, với lý do lạm phát dai dẳng.",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SAMPLES))
+def test_absent_language_is_detected(lang: str) -> None:
+    assert detect_language(SAMPLES[lang]) == lang
+    assert build(text=SAMPLES[lang]).language == lang
+    assert build(text=SAMPLES[lang], language="und").language == lang
+
+
+def test_detection_is_unsure_without_letters() -> None:
+    assert detect_language("12345 !!! 3.14") is None
+    assert detect_query_language("42?") == (None, 0.0)
+    assert build(text="2025 — 3:1").language is None
+
+
+def test_detected_codes_are_news_languages() -> None:
+    assert len(NEWS_LANGUAGES) >= 40 and len(set(NEWS_LANGUAGES)) == len(NEWS_LANGUAGES)
+    for code in ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh", "ja", "ko"):
+        assert code in NEWS_LANGUAGES
+    for code in ("fr", "it", "pt", "nl", "pl", "uk", "fa", "he", "id"):
+        assert code in NEWS_LANGUAGES
+
+
+def test_query_language_with_and_without_candidates() -> None:
+    assert detect_query_language("英伟达的H20芯片有后门吗？")[0] == "zh"
+    assert detect_query_language("Sky Digital是什么时候推出的？")[0] == "zh"
+    lang, conf = detect_query_language("Who won the Super Bowl in 2016?", ["en", "zh", "de"])
+    assert lang == "en" and 0.5 < conf <= 1.0
+    # A candidate is returned as the caller spelled it; a question in none of them gives None.
+    assert detect_query_language("Quem ganhou o campeonato?", ["pt-BR", "zh"])[0] == "pt-BR"
+    assert detect_query_language("英伟达的H20芯片有后门吗？", ["en", "de"]) == (None, 0.0)
+
+
+def test_query_language_is_fast() -> None:
+    warm_up()
+    questions = ["Who won the Super Bowl?", "英伟达的H20芯片有后门吗？", "Wer gewann den Super Bowl?"]
+    timings = []
+    for _ in range(30):
+        for q in questions:
+            t0 = time.perf_counter()
+            detect_query_language(q, ["en", "zh", "de", "ar", "ru"])
+            timings.append(time.perf_counter() - t0)
+    assert statistics.median(timings) < 0.005
