@@ -1,0 +1,71 @@
+"""Settings from the environment (prefix CITESEARCH_), each documented in the README's table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.service import IndexConfig
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "apikey", "api-key", "test", "xxx", "todo"}
+
+
+class Settings(BaseSettings):
+    """Service configuration; tests override it by passing an instance to `create_app`."""
+
+    model_config = SettingsConfigDict(env_prefix="CITESEARCH_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Directory holding the store and the FAISS index.")
+    model: str | None = Field(
+        None, description="Embedding model: a local sentence-transformers directory or a hub id."
+    )
+    models_dir: Path | None = Field(None, description="Where `citesearch model prepare` writes models.")
+    api_key: str | None = Field(None, description="Bearer key required for writes when set.")
+    read_key: str | None = Field(None, description="Bearer key required for reads when set.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins (JSON list).")
+    host: str = Field("127.0.0.1", description="Address `citesearch serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `citesearch serve` binds.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond.")
+    max_query_chars: int = Field(2000, ge=1, le=2000, description="Longest question accepted.")
+    max_batch: int = Field(1000, ge=1, le=1000, description="Most articles per POST /v1/articles.")
+    max_article_bytes: int = Field(1_000_000, ge=1, description="Largest article text (UTF-8 bytes).")
+    target_tokens: int = Field(
+        200, ge=16, le=512, description="Passage size the splitter aims for, in tokens."
+    )
+    max_passage_tokens: int = Field(
+        512, ge=16, le=8192, description="Hard passage limit (capped by the model)."
+    )
+    overlap_sentences: int = Field(0, ge=0, le=5, description="Sentences repeated between passages.")
+    index_kind: Literal["auto", "flat", "hnsw"] = Field("auto", description="FAISS index kind.")
+    approx_threshold: int = Field(200_000, ge=1, description="Passages above which `auto` picks HNSW.")
+    fairness: bool = Field(True, description="Remove per-language means from dense scores.")
+    checkpoint_every_s: float = Field(
+        10.0, gt=0, description="Seconds between FAISS checkpoints after writes."
+    )
+    log_level: str = Field("info", description="Logging level.")
+
+    @field_validator("api_key", "read_key")
+    @classmethod
+    def _no_placeholder(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.lower() in _PLACEHOLDERS or len(value) < 16:
+            raise ValueError("use a real secret of at least 16 characters, not a placeholder")
+        return value
+
+    def index_config(self) -> IndexConfig:
+        """The domain's view of these settings."""
+        return IndexConfig(
+            data_dir=self.data_dir,
+            target_tokens=self.target_tokens,
+            max_passage_tokens=self.max_passage_tokens,
+            overlap_sentences=self.overlap_sentences,
+            max_article_bytes=self.max_article_bytes,
+            index_kind=self.index_kind,
+            approx_threshold=self.approx_threshold,
+            checkpoint_every_s=self.checkpoint_every_s,
+            fairness=self.fairness,
+        )

@@ -1,0 +1,289 @@
+"""Retrieval quality on XQuAD (../shared/eval/xquad) through the real search code, for each mode.
+
+Settings (see ../shared/eval/README.md): monolingual (questions in L, articles in L), cross-lingual
+(questions in L, English articles; English questions, Chinese articles) and mixed (each article
+once, in a language drawn with seeds 0-2). A question counts as answered at rank r only when the
+r-th passage is from the target article and covers the answer span. Each setting gets its own
+index (a fresh data directory), as a newsroom with that corpus would have.
+
+Run: `.venv/bin/python -m bench.quality [--sample N] [--modes hybrid,dense,lexical]`.
+Writes bench/results/quality.json and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings import Embedder, load_embedder
+from index.articles import ArticleInput
+from index.search import Mode, SearchQuery, run_search
+from index.service import IndexConfig, SearchService
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT.parent / "shared" / "eval" / "xquad"
+LANGS = ["ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+
+
+class CachingEmbedder:
+    """Wraps the real embedder so the same passage or question is embedded once across all indexes."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.dim = inner.dim
+        self.model_id = inner.model_id
+        self.max_tokens = inner.max_tokens
+        self._p: dict[str, npt.NDArray[np.float32]] = {}
+        self._q: dict[str, npt.NDArray[np.float32]] = {}
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        return self.inner.count_tokens_batch(texts)
+
+    def encode_passages(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._p]
+        if todo:
+            for t, v in zip(todo, self.inner.encode_passages(todo), strict=True):
+                self._p[t] = v
+        return np.vstack([self._p[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode_queries(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._q]
+        if todo:
+            for t, v in zip(todo, self.inner.encode_queries(todo), strict=True):
+                self._q[t] = v
+        return np.vstack([self._q[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    title: str
+    language: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    qid: str
+    language: str
+    text: str
+    article_id: str
+    answer_span: tuple[int, int]
+
+
+def load() -> tuple[dict[str, Doc], list[Question]]:
+    docs = {}
+    for line in (EVAL / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        docs[d["id"]] = Doc(d["id"], d["title"], d["language"], d["text"])
+    qs = []
+    for line in (EVAL / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        qs.append(
+            Question(
+                q["id"], q["qid"], q["language"], q["question"], q["gold_article_id"], tuple(q["answer_span"])
+            )
+        )
+    return docs, qs
+
+
+def safe_id(doc_id: str) -> str:
+    return doc_id.replace("/", "-")
+
+
+def build(embedder: CachingEmbedder, docs: Sequence[Doc], neutral_titles: bool) -> tuple[SearchService, Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="citesearch-quality-"))
+    svc = SearchService(IndexConfig(data_dir=tmp, checkpoint_every_s=3600), embedder)
+    titles = sorted({d.title for d in docs})
+    inputs = [
+        ArticleInput(
+            id=safe_id(d.id),
+            title=f"Article {titles.index(d.title)}" if neutral_titles else d.title,
+            text=d.text,
+            language=d.language,
+        )
+        for d in docs
+    ]
+    for i in range(0, len(inputs), 64):
+        svc.upsert(inputs[i : i + 64])
+    return svc, tmp
+
+
+def evaluate(
+    svc: SearchService,
+    embedder: CachingEmbedder,
+    questions: Sequence[tuple[Question, str, tuple[int, int]]],
+    modes: Sequence[Mode],
+) -> dict[str, dict[str, list[float]]]:
+    """Per mode, per question language: reciprocal ranks (0 when not in the top 10) and ranks."""
+    out: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in modes}
+    qvecs = embedder.encode_queries([q.text for q, _, _ in questions])
+    for (q, target, span), qv in zip(questions, qvecs, strict=True):
+        for mode in modes:
+            hits = run_search(svc, SearchQuery(text=q.text, top_k=10, mode=mode), query_vector=qv).hits
+            rank = 0
+            for h in hits:
+                p = h.passage
+                if p.article_id == target and p.char_start <= span[0] and span[1] <= p.char_end:
+                    rank = h.rank
+                    break
+            out[mode][q.language].append(float(rank))
+    return out
+
+
+def summarise(ranks: list[float]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "R@1": 100 * sum(1 for r in ranks if r == 1) / n,
+        "R@5": 100 * sum(1 for r in ranks if 0 < r <= 5) / n,
+        "MRR@10": 100 * sum(1 / r for r in ranks if 0 < r <= 10) / n,
+        "n": float(len(ranks)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sample", type=int, default=0, help="questions per language (0 = all 1190)")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--settings", default="monolingual,crosslingual,mixed")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    args = ap.parse_args(argv)
+    modes: list[Mode] = [m for m in MODES if m in args.modes.split(",")]
+    docs, questions = load()
+    by_lang_qid = {(q.language, q.qid): q for q in questions}
+    qids = sorted({q.qid for q in questions})
+    if args.sample:
+        qids = random.Random(0).sample(qids, args.sample)
+    keep = set(qids)
+    questions = [q for q in questions if q.qid in keep]
+    embedder = CachingEmbedder(load_embedder())
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {"model": embedder.model_id, "sample": args.sample or "all", "settings": {}}
+    per_setting: dict[str, dict[str, dict[str, list[float]]]] = {}
+
+    def run(
+        name: str, docs_: Sequence[Doc], qs: list[tuple[Question, str, tuple[int, int]]], neutral: bool
+    ) -> None:
+        svc, _ = build(embedder, docs_, neutral)
+        try:
+            got = evaluate(svc, embedder, qs, modes)
+        finally:
+            svc.close()
+        bucket = per_setting.setdefault(name, {m: defaultdict(list) for m in modes})
+        for m in modes:
+            for lang, ranks in got[m].items():
+                bucket[m][lang].extend(ranks)
+        print(
+            f"  {name}: {len(docs_)} articles, {len(qs)} questions ({time.perf_counter() - t0:.0f}s)",
+            file=sys.stderr,
+        )
+
+    wanted = set(args.settings.split(","))
+    if "monolingual" in wanted:
+        for lang in LANGS:
+            ds = [d for d in docs.values() if d.language == lang]
+            qs = [(q, safe_id(q.article_id), q.answer_span) for q in questions if q.language == lang]
+            run("monolingual", ds, qs, neutral=False)
+    if "crosslingual" in wanted:
+        for target in ("en", "zh"):
+            ds = [d for d in docs.values() if d.language == target]
+            src_langs = [lang for lang in LANGS if lang != "en"] if target == "en" else ["en"]
+            qs = []
+            for q in questions:
+                if q.language in src_langs:
+                    gold = by_lang_qid[(target, q.qid)]
+                    qs.append((q, safe_id(gold.article_id), gold.answer_span))
+            run(f"crosslingual->{target}", ds, qs, neutral=True)
+    if "mixed" in wanted:
+        titles = sorted({d.title for d in docs.values()})
+        for seed in (0, 1, 2):
+            rnd = random.Random(seed)
+            drawn = {t: rnd.choice(LANGS) for t in titles}
+            ds = [d for d in docs.values() if drawn[d.title] == d.language]
+            title_of = {d.id: d.title for d in docs.values()}
+            qs = []
+            for q in questions:
+                lang = drawn[title_of[q.article_id]]
+                gold = by_lang_qid[(lang, q.qid)]
+                qs.append((q, safe_id(gold.article_id), gold.answer_span))
+            run(f"mixed-seed{seed}", ds, qs, neutral=True)
+
+    table: dict[str, dict[str, Any]] = {}
+    groups = {
+        "monolingual": ["monolingual"],
+        "crosslingual": ["crosslingual->en", "crosslingual->zh"],
+        "mixed": ["mixed-seed0", "mixed-seed1", "mixed-seed2"],
+    }
+    for group, names in groups.items():
+        names = [n for n in names if n in per_setting]
+        if not names:
+            continue
+        table[group] = {}
+        for m in modes:
+            if group == "mixed":
+                per_seed = [
+                    summarise([r for ranks in per_setting[n][m].values() for r in ranks]) for n in names
+                ]
+                mean = {k: statistics.mean(s[k] for s in per_seed) for k in ("R@1", "R@5", "MRR@10")}
+                langs = {}
+                for lang in LANGS:
+                    ranks = [r for n in names for r in per_setting[n][m].get(lang, [])]
+                    if ranks:
+                        langs[lang] = summarise(ranks)
+            else:
+                langs = {}
+                for n in names:
+                    for lang, ranks in per_setting[n][m].items():
+                        key = lang if n != "crosslingual->zh" else "en->zh"
+                        langs[key] = summarise(ranks)
+                mean = {k: statistics.mean(v[k] for v in langs.values()) for k in ("R@1", "R@5", "MRR@10")}
+            table[group][m] = {"mean": mean, "per_language": langs}
+    results["settings"] = table
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(render(table))
+
+
+def render(table: dict[str, dict[str, Any]]) -> str:
+    """Markdown tables: mean per setting and mode, then MRR@10 per language."""
+    lines = ["| setting | mode | R@1 | R@5 | MRR@10 |", "|---|---|---|---|---|"]
+    for group, modes in table.items():
+        for m, v in modes.items():
+            mean = v["mean"]
+            lines.append(f"| {group} | {m} | {mean['R@1']:.1f} | {mean['R@5']:.1f} | {mean['MRR@10']:.1f} |")
+    lines.append("")
+    for group, modes in table.items():
+        langs = sorted({lang for v in modes.values() for lang in v["per_language"]})
+        lines.append(f"MRR@10 per language, {group}:")
+        lines.append("| mode | " + " | ".join(langs) + " |")
+        lines.append("|---|" + "---|" * len(langs))
+        for m, v in modes.items():
+            pl = v["per_language"]
+            lines.append(
+                f"| {m} | " + " | ".join(f"{pl[x]['MRR@10']:.1f}" if x in pl else "-" for x in langs) + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The domain end to end: store of record, FAISS index on disk, live updates, repair, reindex."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from index.articles import ArticleInput
+from index.errors import InvalidArticleError, NotFoundError
+
+from embeddings import Embedder
+from index.search import SearchQuery, run_search
+from index.service import IndexConfig, SearchService
+from index.store import Filters
+
+SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
+
+
+def seed_input() -> ArticleInput:
+    title, _, body = SEED.read_text(encoding="utf-8").partition("\n")
+    return ArticleInput(
+        id="nvidia-h20", title=title, text=body.strip(), source="seed", url="https://example.com/h20"
+    )
+
+
+OTHERS = [
+    ArticleInput(
+        id="weather",
+        title="Storm warning",
+        text="A severe storm is expected to hit the northern coast on Friday. Residents were told to stay indoors.",
+        source="wire",
+        language="en",
+        published_at="2025-01-10",
+    ),
+    ArticleInput(
+        id="football",
+        title="Cup final",
+        text="Der Verein gewann das Pokalfinale mit 2:1. Die Fans feierten bis spät in die Nacht.",
+        source="sport",
+        language="de",
+        published_at="2025-03-02",
+    ),
+    ArticleInput(
+        id="markets",
+        title="市场",
+        text="股市今天上涨了百分之二。投资者对新的经济数据感到乐观。",
+        source="wire",
+        language="zh",
+        published_at="2025-08-01",
+    ),
+]
+
+
+@pytest.fixture
+def service(tmp_path: Path, embedder: Embedder) -> Iterator[SearchService]:
+    svc = SearchService(IndexConfig(data_dir=tmp_path / "data"), embedder)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def test_seed_is_found_by_a_chinese_question_with_exact_offsets(service: SearchService) -> None:
+    service.upsert([seed_input(), *OTHERS])
+    out = run_search(service, SearchQuery(text="英伟达的H20芯片有后门吗？", top_k=3))
+    top = out.hits[0]
+    assert top.passage.article_id == "nvidia-h20"
+    article, _ = service.get_article("nvidia-h20")
+    assert article.text[top.passage.char_start : top.passage.char_end] == top.passage.text
+    assert "backdoor" in top.passage.text
+    hl = top.highlight
+    assert article.text[hl.char_start : hl.char_end] == hl.text
+
+
+def test_created_unchanged_updated_and_deleted(service: SearchService) -> None:
+    first = service.upsert([seed_input()])
+    assert [r.status for r in first] == ["created"] and first[0].passages > 0
+    again = service.upsert([seed_input()])
+    assert again[0].status == "unchanged" and again[0].passages == first[0].passages
+    changed = seed_input().model_copy(update={"text": "NVIDIA said the H20 has no backdoor. That is all."})
+    upd = service.upsert([changed])
+    assert upd[0].status == "updated"
+    _, passages = service.get_article("nvidia-h20")
+    assert "".join(p.text for p in passages).startswith("NVIDIA said")
+    stats = service.stats()
+    assert stats["passages"] == stats["index_vectors"] == len(passages)
+    service.delete("nvidia-h20")
+    assert service.stats()["index_vectors"] == 0
+    assert run_search(service, SearchQuery(text="H20 backdoor")).hits == []
+    with pytest.raises(NotFoundError):
+        service.delete("nvidia-h20")
+
+
+def test_an_invalid_article_rejects_the_whole_batch(service: SearchService) -> None:
+    with pytest.raises(InvalidArticleError) as exc:
+        service.upsert([seed_input(), ArticleInput(id="empty", text="   ")])
+    assert any(d.get("index") == 1 for d in exc.value.details)
+    assert service.stats()["articles"] == 0
+
+
+def test_filters_apply_inside_retrieval(service: SearchService) -> None:
+    service.upsert([seed_input(), *OTHERS])
+    out = run_search(service, SearchQuery(text="storm", top_k=5, filters=Filters(sources=("wire",))))
+    assert out.hits and {h.passage.source for h in out.hits} == {"wire"}
+    assert len(out.hits) == 2  # both wire articles, though the seed matches the words better
+    lang = run_search(service, SearchQuery(text="NVIDIA", filters=Filters(languages=("de",))))
+    assert [h.passage.article_id for h in lang.hits] == ["football"]
+
+
+def test_restart_reloads_the_checkpoint_and_repairs_drift(tmp_path: Path, embedder: Embedder) -> None:
+    cfg = IndexConfig(data_dir=tmp_path / "d")
+    svc = SearchService(cfg, embedder)
+    svc.upsert([seed_input(), *OTHERS])
+    n = svc.stats()["index_vectors"]
+    svc.close()
+    again = SearchService(cfg, embedder)
+    assert again.last_repair.loaded_checkpoint and not again.last_repair.changed
+    assert again.stats()["index_vectors"] == n
+    # Simulate a checkpoint that lags the store: drop vectors from the index behind the store's back.
+    ids = again.state.vectors.ids()[:2]
+    again.state.vectors.remove(ids)
+    again.checkpoint()
+    again.close()
+    third = SearchService(cfg, embedder)
+    assert third.last_repair.added == 2
+    assert third.stats()["index_vectors"] == n
+    third.close()
+
+
+def test_reindex_switches_generation_and_search_keeps_answering(service: SearchService) -> None:
+    service.upsert([seed_input(), *OTHERS])
+    before = service.stats()
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        while not stop.is_set():
+            answers.append(len(run_search(service, SearchQuery(text="H20 backdoor")).hits))
+
+    t = threading.Thread(target=searcher)
+    t.start()
+    try:
+        gen = service.reindex()
+    finally:
+        stop.set()
+        t.join()
+    assert gen == int(before["generation"]) + 1  # type: ignore[call-overload]
+    after = service.stats()
+    assert after["passages"] == before["passages"] == after["index_vectors"]
+    assert answers and min(answers) >= 1
+    assert run_search(service, SearchQuery(text="H20 backdoor")).generation == gen
+
+
+def test_dense_scores_are_fair_across_languages(service: SearchService) -> None:
+    service.upsert([seed_input(), *OTHERS])
+    means = service.state.means
+    assert set(means.counts) >= {"en", "de", "zh"}
+    for mu in means.means.values():
+        assert np.isfinite(mu).all()
