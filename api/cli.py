@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from embeddings import Embedder
+    from index.service import SearchService
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ranked, cited passages from news articles."
@@ -43,12 +48,18 @@ def _progress() -> Progress:
     )
 
 
-def _service(settings: Settings):  # type: ignore[no-untyped-def]
+@functools.cache
+def _embedder(model: str | None) -> Embedder:
     from embeddings import load_embedder
+
+    return load_embedder(model)
+
+
+def _service(settings: Settings) -> SearchService:
     from index.service import SearchService
 
     with console.status("loading model and index"):
-        return SearchService(settings.index_config(), load_embedder(settings.model))
+        return SearchService(settings.index_config(), _embedder(settings.model))
 
 
 @app.command()
@@ -115,7 +126,9 @@ def ingest(
                     counts["failed"] += 1
                     console.print(f"[red]error[/red] {item.origin}: {item.error}")
                     continue
-                assert item.article is not None
+                if item.article is None:
+                    console.print(f"[yellow]skipped[/yellow] {item.origin}: {item.skipped}")
+                    continue
                 pending.append((item.origin, item.article))
                 if len(pending) >= batch:
                     flush()
@@ -183,12 +196,10 @@ def reindex(
     model: Annotated[str | None, typer.Option(help="Rebuild with this model instead.")] = None,
 ) -> None:
     """Rebuild every passage and vector in a new generation, then switch to it."""
-    from embeddings import load_embedder
-
     settings = _settings(data_dir)
     service = _service(settings)
     try:
-        new = load_embedder(model) if model else None
+        new = _embedder(model) if model else None
         with _progress() as bar:
             task = bar.add_task("reindexing", total=1.0, note="")
             gen = service.reindex(new, lambda f, msg: bar.update(task, completed=f, note=msg))
@@ -228,8 +239,15 @@ def model_prepare(
 
 
 def main() -> None:
-    """Entry point of the `citesearch` script."""
-    app()
+    """Entry point of the `citesearch` script: domain errors become one clear line and exit code 2."""
+    from embeddings import ModelError
+    from index.errors import CitesearchError
+
+    try:
+        app()
+    except (CitesearchError, ModelError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

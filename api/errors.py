@@ -8,8 +8,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from index.errors import CitesearchError, InvalidArticleError, ModelMismatchError, NotFoundError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.errors import (
+    CitesearchError,
+    ConflictError,
+    InvalidArticleError,
+    ModelMismatchError,
+    NotFoundError,
+)
 
 log = logging.getLogger("citesearch.api")
 
@@ -89,6 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelMismatchError)
     async def _mismatch(_: Request, exc: ModelMismatchError) -> JSONResponse:
         return error_response(409, "model_mismatch", str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
 
     @app.exception_handler(CitesearchError)
     async def _domain(_: Request, exc: CitesearchError) -> JSONResponse:

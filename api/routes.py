@@ -96,7 +96,7 @@ def _search(service: ServiceDep, settings: SettingsDep, req: SearchRequest) -> S
             filters=_filters(req.filters),
             offset=req.offset,
             per_article=req.per_article,
-            language=req.language,
+            language=req.query_language,
             recency_half_life_days=req.recency_half_life_days,
         ),
     )

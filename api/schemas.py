@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from index.articles import ArticleInput
 from pydantic import BaseModel, ConfigDict, Field
+
+from index.articles import ArticleInput
 
 
 class ArticleIn(ArticleInput):
@@ -105,7 +106,9 @@ class SearchRequest(BaseModel):
     filters: SearchFilters = Field(default_factory=SearchFilters)
     offset: int = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
     per_article: int = Field(1, ge=1, le=20, description="Most passages returned from one article.")
-    language: str | None = Field(None, max_length=35, description="The question's language, if known.")
+    query_language: str | None = Field(
+        None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
+    )
     recency_half_life_days: float | None = Field(
         None, gt=0, le=36500, description="Boost recent news: score halves its bonus every N days."
     )

@@ -87,9 +87,14 @@ def validate_article_id(value: str) -> str:
     return value
 
 
-def _no_nul(value: str, name: str) -> str:
+def _storable(value: str, name: str) -> str:
+    """The value itself unless it holds a NUL or an unpaired surrogate (unstorable as UTF-8)."""
     if "\x00" in value:
         raise ValueError(f"{name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} contains an unpaired surrogate at position {exc.start}") from None
     return value
 
 
@@ -134,7 +139,7 @@ def _check_metadata(value: object) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_METADATA_KEY_CHARS:
             raise ValueError(f"metadata key {key!r} must be a non-empty string of at most 128 characters")
-        _no_nul(key, "a metadata key")
+        _storable(key, "a metadata key")
         if item is None:
             raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
         if isinstance(item, Mapping | list | tuple | set):
@@ -151,7 +156,7 @@ def _check_metadata(value: object) -> dict[str, Any]:
         if isinstance(item, str):
             if len(item) > MAX_METADATA_VALUE_CHARS:
                 raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
-            _no_nul(item, f"metadata[{key!r}]")
+            _storable(item, f"metadata[{key!r}]")
     return dict(value)
 
 
@@ -239,10 +244,10 @@ class ArticleInput(BaseModel):
     def _valid_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_article_id(value)
 
-    @field_validator("title", "text", "source")
+    @field_validator("title", "text", "source", "url", "language")
     @classmethod
-    def _no_nul_chars(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _no_nul(value, str(info.field_name))
+    def _storable_strings(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _storable(value, str(info.field_name))
 
     @field_validator("url")
     @classmethod

@@ -7,6 +7,7 @@ Exception tree:
     ├── SourceError                 a source file could not be read or parsed
     ├── NotFoundError               an article, job or other object does not exist
     ├── ConflictError               the operation clashes with the current state (e.g. a running job)
+    │   └── DataDirLockedError      another process holds the data directory
     └── ModelMismatchError          the index was built with another embedding model
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 __all__ = [
     "CitesearchError",
     "ConflictError",
+    "DataDirLockedError",
     "InvalidArticleError",
     "ModelMismatchError",
     "NotFoundError",
@@ -54,6 +56,10 @@ class NotFoundError(CitesearchError):
 
 class ConflictError(CitesearchError):
     """The request conflicts with the current state (e.g. a reindex is already running)."""
+
+
+class DataDirLockedError(ConflictError):
+    """Another citesearch process (a server, an ingest) holds the data directory."""
 
 
 class ModelMismatchError(CitesearchError):

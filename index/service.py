@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import IO, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from index.articles import Article, ArticleInput, build_article
-from index.errors import InvalidArticleError, ModelMismatchError, NotFoundError
+from index.errors import DataDirLockedError, InvalidArticleError, ModelMismatchError, NotFoundError
 from index.fairness import LanguageMeans
+from index.language import warm_up as warm_up_language_id
 from index.lexical import terms_text
 from index.locks import RWLock
 from index.splitter import split_passages
@@ -112,6 +115,25 @@ class Encoder(Protocol):
     def count_tokens_batch(self, texts: list[str]) -> list[int]: ...
 
 
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the data directory for this process's lifetime (released on kill too)."""
+    fh = open(data_dir / "LOCK", "a+")  # noqa: SIM115 - held open until close()
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise DataDirLockedError(
+            f"data directory {data_dir} is in use by {holder}; stop it, or send writes to its HTTP API"
+        ) from exc
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -136,6 +158,14 @@ class SearchService:
         self.config = config
         self.data_dir = config.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lockfile = _lock_data_dir(self.data_dir)
+        try:
+            self._open(embedder)
+        except BaseException:
+            self._lockfile.close()
+            raise
+
+    def _open(self, embedder: Encoder) -> None:
         self.store = Store(self.data_dir / "store.sqlite")
         self.lock = RWLock()
         self._write_mutex = threading.RLock()
@@ -154,6 +184,7 @@ class SearchService:
         self.state = ServingState(
             generation, embedder, VectorIndex(embedder.dim), LanguageMeans({}, {}, None)
         )
+        warm_up_language_id()  # so the first article without a language doesn't pay for it
         self.last_repair = self.repair()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpoint", daemon=True)
         self._checkpointer.start()
@@ -246,9 +277,12 @@ class SearchService:
         """Stop the checkpointer, save a last checkpoint, close the store."""
         self._stop.set()
         self._checkpointer.join(timeout=5)
-        if self._dirty_since is not None:
-            self.checkpoint()
-        self.store.close()
+        try:
+            if self._dirty_since is not None:
+                self.checkpoint()
+            self.store.close()
+        finally:
+            self._lockfile.close()
 
     # ---- writes --------------------------------------------------------------------------------
     def validate(self, inputs: Sequence[ArticleInput]) -> list[Article]:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -109,8 +110,16 @@ def test_text_size_limit_counts_utf8_bytes_and_is_configurable() -> None:
 def test_nul_and_lone_surrogates_are_refused() -> None:
     with pytest.raises(ValidationError, match="NUL"):
         ArticleInput(text="a\x00b")
+    # json.loads (files) lets unpaired surrogates through; they cannot be stored as UTF-8.
+    for fields in (
+        {"text": "broken \ud800 text"},
+        {"text": "x", "title": "\udc00"},
+        {"text": "x", "metadata": {"k": "\ud800"}},
+    ):
+        with pytest.raises(ValidationError, match=r"surrogate|unicode"):
+            ArticleInput.model_validate(fields)
     with pytest.raises(InvalidArticleError, match="surrogate"):
-        build_article(ArticleInput(text="broken \ud800 text"))
+        build_article(ArticleInput.model_construct(text="broken \ud800 text", metadata={}))
 
 
 # ---- ids ----------------------------------------------------------------------------------------
@@ -409,6 +418,12 @@ def test_query_language_with_and_without_candidates() -> None:
     # A candidate is returned as the caller spelled it; a question in none of them gives None.
     assert detect_query_language("Quem ganhou o campeonato?", ["pt-BR", "zh"])[0] == "pt-BR"
     assert detect_query_language("英伟达的H20芯片有后门吗？", ["en", "de"]) == (None, 0.0)
+
+
+def test_detection_is_thread_safe() -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(detect_language, [SAMPLES[lang] for lang in sorted(SAMPLES)] * 4))
+    assert found == sorted(SAMPLES) * 4
 
 
 def test_query_language_is_fast() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index.articles import ArticleInput
-from index.errors import InvalidArticleError, NotFoundError
 
 from embeddings import Embedder
+from index.articles import ArticleInput
+from index.errors import DataDirLockedError, InvalidArticleError, NotFoundError
 from index.search import SearchQuery, run_search
 from index.service import IndexConfig, SearchService
 from index.store import Filters
@@ -160,3 +160,8 @@ def test_dense_scores_are_fair_across_languages(service: SearchService) -> None:
     assert set(means.counts) >= {"en", "de", "zh"}
     for mu in means.means.values():
         assert np.isfinite(mu).all()
+
+
+def test_a_second_process_cannot_open_a_data_dir_in_use(service: SearchService, embedder: Embedder) -> None:
+    with pytest.raises(DataDirLockedError, match="in use"):
+        SearchService(IndexConfig(data_dir=service.data_dir), embedder)
