@@ -6,7 +6,8 @@ Decisions:
 - `published_at` is an ISO 8601 date ("2025-08-01") or a timezone-aware datetime
   ("2025-08-01T09:30:00+08:00"); naive datetimes are refused (their instant is unknowable), as are
   impossible dates such as 2024-02-30. It is stored as its ISO string, offset kept as given.
-- Ids are 1-256 characters from [A-Za-z0-9._~:@-] (no "/", not "." or ".."), so that every id
+- Ids are 1-256 characters from RFC 3986 path characters: letters, digits and ._~:@-!$&'()*+,;=
+  (no "/", "%", "?", "#" or spaces; not "." or ".."), so that every id
   can be used as is in `GET /v1/articles/{id}`. Absent ids are derived: `url-<16 hex>` from the
   normalised URL (scheme and host lower-cased, default port, fragment and trailing slash
   dropped), else `sha-<16 hex>` from the title and text.
@@ -64,7 +65,7 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 1_000_000
 ID_MAX_LENGTH = 256
-ID_PATTERN = r"^[A-Za-z0-9._~:@-]{1,256}$"
+ID_PATTERN = r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$"
 _ID_RE = re.compile(ID_PATTERN)
 MAX_TITLE_CHARS = 2_000
 MAX_URL_CHARS = 4_096
@@ -75,8 +76,8 @@ MAX_METADATA_VALUE_CHARS = 10_000
 
 MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
 _ID_RULE = (
-    "an id must be 1-256 characters among letters, digits and . _ ~ : @ - "
-    "(no '/' or spaces, not '.' or '..'), so it can be used in /v1/articles/{id}"
+    "an id must be 1-256 characters among letters, digits and . _ ~ : @ - ! $ & ' ( ) * + , ; = "
+    "(no '/', '%', '?', '#' or spaces, not '.' or '..'), so it can be used in /v1/articles/{id}"
 )
 
 
@@ -194,7 +195,7 @@ class ArticleInput(BaseModel):
 
     id: Annotated[StrictStr, WithJsonSchema(_ID_SCHEMA)] | None = Field(
         default=None,
-        description="Stable article id (1-256 of A-Z a-z 0-9 . _ ~ : @ -). When absent it is derived "
+        description="Stable article id (1-256 of A-Z a-z 0-9 . _ ~ : @ - ! $ & ' ( ) * + , ; =). When absent it is derived "
         "from the URL (url-<hex>), else from the title and text (sha-<hex>).",
         examples=["reuters-2025-08-01-nvidia-h20"],
     )

@@ -1,0 +1,79 @@
+"""Ingest throughput and passage lengths on XQuAD's 576 articles, in-process through the real service.
+
+Run: `.venv/bin/python -m bench.ingest`. Writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embeddings import load_embedder
+from index.articles import ArticleInput
+from index.service import IndexConfig, SearchService
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "eval" / "xquad" / "corpus.jsonl"
+
+
+def main() -> None:
+    """Ingest the corpus in batches of 32 articles; report passages/s and the token-length distribution."""
+    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    inputs = [
+        ArticleInput(id=r["id"].replace("/", "-"), title=r["title"], text=r["text"], language=r["language"])
+        for r in rows
+    ]
+    embedder = load_embedder()
+    embedder.encode_passages(["warm-up passage"])
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = SearchService(IndexConfig(data_dir=Path(tmp)), embedder)
+        try:
+            t0 = time.perf_counter()
+            for i in range(0, len(inputs), 32):
+                svc.upsert(inputs[i : i + 32])
+            seconds = time.perf_counter() - t0
+            gen = svc.state.generation
+            lengths = np.array(
+                [
+                    r[0]
+                    for r in svc.store._reader.execute(
+                        "SELECT n_tokens FROM passages WHERE generation = ?", (gen,)
+                    )
+                ]
+            )
+            t1 = time.perf_counter()
+            svc.reindex()
+            reindex_s = time.perf_counter() - t1
+        finally:
+            svc.close()
+    result = {
+        "articles": len(inputs),
+        "passages": int(len(lengths)),
+        "seconds": round(seconds, 1),
+        "passages_per_s": round(len(lengths) / seconds, 1),
+        "articles_per_s": round(len(inputs) / seconds, 2),
+        "reindex_seconds": round(reindex_s, 1),
+        "tokens": {
+            "min": int(lengths.min()),
+            "p10": int(np.percentile(lengths, 10)),
+            "median": int(np.median(lengths)),
+            "mean": round(float(lengths.mean()), 1),
+            "p90": int(np.percentile(lengths, 90)),
+            "max": int(lengths.max()),
+        },
+        "histogram": {
+            f"{lo}-{lo + 49}": int(((lengths >= lo) & (lengths < lo + 50)).sum()) for lo in range(0, 550, 50)
+        },
+    }
+    out = ROOT / "bench" / "results" / "ingest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
