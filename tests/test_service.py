@@ -165,3 +165,50 @@ def test_dense_scores_are_fair_across_languages(service: SearchService) -> None:
 def test_a_second_process_cannot_open_a_data_dir_in_use(service: SearchService, embedder: Embedder) -> None:
     with pytest.raises(DataDirLockedError, match="in use"):
         SearchService(IndexConfig(data_dir=service.data_dir), embedder)
+
+
+class _FailsDuringRebuild:
+    """The real model, with a fault injected: passage encoding fails after `ok` calls (a rebuild dying midway)."""
+
+    def __init__(self, inner: Embedder, ok: int) -> None:
+        self.inner = inner
+        self.ok = ok
+        self.dim = inner.dim
+        self.model_id = inner.model_id
+        self.max_tokens = inner.max_tokens
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        if self.ok <= 0:
+            raise RuntimeError("injected failure")
+        self.ok -= 1
+        return self.inner.encode_passages(texts)
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        return self.inner.count_tokens_batch(texts)
+
+
+def test_a_failed_rebuild_leaves_the_old_generation_serving(
+    service: SearchService, embedder: Embedder
+) -> None:
+    many = [
+        ArticleInput(
+            id=f"n{i}", text=f"Article {i} about semiconductors and export rules, part {i}.", language="en"
+        )
+        for i in range(40)
+    ]
+    service.upsert([seed_input(), *many])
+    before = service.stats()
+    with pytest.raises(RuntimeError, match="injected"):
+        service.reindex(_FailsDuringRebuild(embedder, ok=1))
+    after = service.stats()
+    assert after["generation"] == before["generation"]
+    assert after["passages"] == before["passages"] == after["index_vectors"]
+    assert service.store.get_meta("building") is None
+    rows = service.store._reader.execute(
+        "SELECT count(*) FROM passages WHERE generation != ?", (after["generation"],)
+    )
+    assert rows.fetchone()[0] == 0
+    assert run_search(service, SearchQuery(text="H20 backdoor")).hits[0].passage.article_id == "nvidia-h20"
