@@ -177,10 +177,10 @@ class _FailsDuringRebuild:
         self.model_id = inner.model_id
         self.max_tokens = inner.max_tokens
 
-    def encode_queries(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.inner.encode_queries(texts)
 
-    def encode_passages(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
         if self.ok <= 0:
             raise RuntimeError("injected failure")
         self.ok -= 1
@@ -197,7 +197,7 @@ def test_a_failed_rebuild_leaves_the_old_generation_serving(
         ArticleInput(
             id=f"n{i}", text=f"Article {i} about semiconductors and export rules, part {i}.", language="en"
         )
-        for i in range(40)
+        for i in range(20)
     ]
     service.upsert([seed_input(), *many])
     before = service.stats()
