@@ -50,7 +50,7 @@ class IndexConfig:
     overlap_sentences: int = 0
     max_article_bytes: int = 1_000_000
     index_kind: Literal["auto", "flat", "hnsw"] = "auto"
-    approx_threshold: int = 200_000
+    approx_threshold: int = 50_000
     checkpoint_every_s: float = 10.0
     fairness: bool = True
 
@@ -212,17 +212,7 @@ class SearchService:
                 if manifest.generation == gen and manifest.model_id == self.state.embedder.model_id:
                     vectors = idx
                     report.loaded_checkpoint = True
-            in_store = self.store.passage_ids(gen)
-            in_index = vectors.ids()
-            missing = np.setdiff1d(in_store, in_index, assume_unique=True)
-            orphans = np.setdiff1d(in_index, in_store, assume_unique=True)
-            if len(orphans):
-                report.removed = vectors.remove(orphans)
-            for ids, vecs, langs in self.store.iter_vectors(gen, missing.tolist() if len(missing) else []):
-                if vecs.shape[1] != vectors.dim:
-                    continue
-                vectors.add(ids, vecs, langs)
-                report.added += len(ids)
+            report.added, report.removed = self._reconcile(vectors, gen)
             self.state = ServingState(gen, self.state.embedder, vectors, self._means(gen))
         stale = self.store.articles_without_passages(gen)
         if stale:
@@ -269,9 +259,52 @@ class SearchService:
             since = self._dirty_since
             if since is not None and time.monotonic() - since >= self.config.checkpoint_every_s:
                 try:
+                    self.go_approximate_if_large()
                     self.checkpoint()
                 except Exception:  # a failed checkpoint is retried; the store stays the record
                     log.exception("checkpoint failed")
+
+    def go_approximate_if_large(self) -> bool:
+        """With `index_kind="auto"`, replace a flat index that outgrew the threshold by HNSW.
+
+        Built from the stored vectors off the write lock (searches and writes go on), then
+        caught up with the writes made meanwhile and swapped in under the lock.
+        """
+        st = self.state
+        if (
+            self.config.index_kind != "auto"
+            or st.vectors.kind != "flat"
+            or st.vectors.ntotal < self.config.approx_threshold
+        ):
+            return False
+        t0 = time.perf_counter()
+        fresh = VectorIndex(st.vectors.dim, kind="hnsw")
+        fresh.lang_slots = dict(st.vectors.lang_slots)
+        for ids, vecs, langs in self.store.iter_vectors(st.generation):
+            fresh.add(ids, vecs, langs)
+        with self._write_mutex, self.lock.write():
+            if self.state is not st:
+                return False
+            self._reconcile(fresh, st.generation)
+            self.state = ServingState(st.generation, st.embedder, fresh, st.means)
+        log.info("switched to an HNSW index at %d passages in %.1f s", fresh.ntotal, time.perf_counter() - t0)
+        self.checkpoint()
+        return True
+
+    def _reconcile(self, vectors: VectorIndex, generation: int) -> tuple[int, int]:
+        """Make `vectors` hold exactly the store's passages of `generation`: (added, removed)."""
+        in_store = self.store.passage_ids(generation)
+        in_index = vectors.ids()
+        missing = np.setdiff1d(in_store, in_index, assume_unique=True)
+        orphans = np.setdiff1d(in_index, in_store, assume_unique=True)
+        removed = vectors.remove(orphans) if len(orphans) else 0
+        added = 0
+        for ids, vecs, langs in self.store.iter_vectors(generation, missing.tolist() if len(missing) else []):
+            if vecs.shape[1] != vectors.dim:
+                continue
+            vectors.add(ids, vecs, langs)
+            added += len(ids)
+        return added, removed
 
     def close(self) -> None:
         """Stop the checkpointer, save a last checkpoint, close the store."""

@@ -212,3 +212,31 @@ def test_a_failed_rebuild_leaves_the_old_generation_serving(
     )
     assert rows.fetchone()[0] == 0
     assert run_search(service, SearchQuery(text="H20 backdoor")).hits[0].passage.article_id == "nvidia-h20"
+
+
+def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    cfg = IndexConfig(data_dir=tmp_path / "d", approx_threshold=4)
+    svc = SearchService(cfg, embedder)
+    try:
+        svc.upsert([seed_input(), *OTHERS])
+        assert svc.state.vectors.kind == "flat"
+        assert svc.go_approximate_if_large()
+        assert svc.stats()["index_kind"] == "hnsw"
+        assert svc.stats()["index_vectors"] == svc.stats()["passages"]
+        assert (
+            run_search(svc, SearchQuery(text="英伟达的H20芯片有后门吗？")).hits[0].passage.article_id
+            == "nvidia-h20"
+        )
+        svc.delete("nvidia-h20")
+        hits = run_search(svc, SearchQuery(text="H20 backdoor NVIDIA", top_k=10, mode="dense")).hits
+        assert "nvidia-h20" not in {h.passage.article_id for h in hits}
+    finally:
+        svc.close()
+    again = SearchService(cfg, embedder)
+    try:
+        assert again.state.vectors.kind == "hnsw" and not again.last_repair.changed
+        assert again.stats()["index_vectors"] == again.stats()["passages"]
+    finally:
+        again.close()
