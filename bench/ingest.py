@@ -52,7 +52,7 @@ def main() -> None:
             svc.close()
     result = {
         "articles": len(inputs),
-        "passages": int(len(lengths)),
+        "passages": len(lengths),
         "seconds": round(seconds, 1),
         "passages_per_s": round(len(lengths) / seconds, 1),
         "articles_per_s": round(len(inputs) / seconds, 2),

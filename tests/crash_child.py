@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from index.articles import ArticleInput
-
 from embeddings import load_embedder
+from index.articles import ArticleInput
 from index.service import IndexConfig, SearchService
 
 

@@ -38,7 +38,7 @@ from index.language import (
     warm_up,
 )
 
-ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~:@-"
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~:@-!$&'()*+,;="
 EN_TEXT = "The central bank raised interest rates again on Thursday, citing persistent inflation."
 
 
