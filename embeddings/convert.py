@@ -7,9 +7,9 @@ tensor directory whose ``*.w`` matrices are Q4_0 blocks and everything else fp32
 
 from __future__ import annotations
 
-import base64
 import json
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +142,9 @@ def read_e5_bin(path: Path) -> E5File:
     return E5File(header, pieces, scores, bos, eos, pad, unk, norm, tensors, data)
 
 
-def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int, out_dtype: str = "float16") -> npt.NDArray[Any]:
+def dequantize_q4_0(
+    raw: bytes | memoryview, rows: int, cols: int, out_dtype: str = "float16"
+) -> npt.NDArray[Any]:
     """Expand Q4_0 rows [rows, cols]: value = (nibble - 8) * fp16 scale; byte j = weights j (low), j+16 (high)."""
     nb = cols // QK
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(rows, nb, Q4_BLOCK_BYTES)
@@ -242,9 +244,9 @@ def build_precompiled_charsmap(norm: dict[int, str]) -> bytes:
             q += 1
 
     # Breadth-first: each node gets a base, its children (and leaf, label 0) live at base ^ label.
-    queue: list[tuple[int, dict[str, Any]]] = [(0, trie)]
+    queue: deque[tuple[int, dict[str, Any]]] = deque([(0, trie)])
     while queue:
-        pos, node = queue.pop(0)
+        pos, node = queue.popleft()
         children = sorted(int(k) for k in node if k != "leaf")
         labels = ([0] if "leaf" in node else []) + children
         base = place(labels)
@@ -257,10 +259,7 @@ def build_precompiled_charsmap(norm: dict[int, str]) -> bytes:
         offset = pos ^ base
         if offset >= 1 << 21:
             raise ConversionError("normalisation trie too large")
-        if pos != 0:
-            units[pos] |= offset << 10
-        else:
-            units[0] = offset << 10
+        units[pos] |= offset << 10
         if "leaf" in node:
             units[pos] |= 1 << 8
             units[base] = (1 << 31) | int(node["leaf"])
@@ -273,7 +272,16 @@ def build_precompiled_charsmap(norm: dict[int, str]) -> bytes:
 
 def build_tokenizer(f: E5File) -> Any:
     """Build the ``tokenizers`` equivalent of e5.c's tokenizer: charsmap, space collapse, Metaspace, Unigram."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     vocab = [(p, float(s)) for p, s in zip(f.pieces, f.scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=f.unk, byte_fallback=False))
@@ -379,7 +387,12 @@ def convert(
     _write_json(
         out_dir / "modules.json",
         [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+            {
+                "idx": 0,
+                "name": "0",
+                "path": "",
+                "type": "sentence_transformers.base.modules.transformer.Transformer",
+            },
             {
                 "idx": 1,
                 "name": "1",
@@ -421,8 +434,3 @@ def convert(
     _write_json(out_dir / "2_Normalize" / "config.json", {})
     step("converted", 1.0)
     return {"dim": hd.hidden, "max_tokens": hd.max_positions, "vocab_pieces": len(f.pieces)}
-
-
-def charsmap_b64(norm: dict[int, str]) -> str:
-    """Base64 of the precompiled charsmap, as it appears in tokenizer.json (debugging aid)."""
-    return base64.b64encode(build_precompiled_charsmap(norm)).decode("ascii")

@@ -5,6 +5,7 @@ Only this package imports sentence-transformers (and torch); everything else use
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -24,14 +25,20 @@ ENV_MODEL = "CITESEARCH_MODEL"
 ENV_BATCH_SIZE = "CITESEARCH_EMBED_BATCH_SIZE"
 ENV_PRECISION = "CITESEARCH_EMBED_PRECISION"
 PRECISIONS = ("fp32", "bf16", "int8")
-DEFAULT_PRECISION = "fp32"
 DEFAULT_BATCH_SIZE = 32
+MAX_BATCH_TOKENS = 4096  # padded tokens per forward pass: bounds memory and padding waste
+# Forward passes this small (a query) run on one thread: a second thread gains ~3 ms on an idle
+# machine but costs up to ~1 s when another process holds the other core (OpenMP barriers).
+SMALL_FORWARD_TOKENS = 128
 WINDOW_OVERLAP = 64
 E5_PROMPTS = ("query: ", "passage: ")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _USER_OFFLINE_ENV = {k: os.environ.get(k) for k in _OFFLINE_VARS}
 _torch_lock = threading.Lock()
 _torch_configured = False
+_CORES = max(1, len(os.sched_getaffinity(0)))
+# One forward pass at a time in the process: they are CPU-bound and would only fight for the cores.
+_inference_lock = threading.Lock()
 
 Vectors = npt.NDArray[np.float32]
 
@@ -44,11 +51,9 @@ def _configure_torch() -> None:
             return
         import torch
 
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-        try:
+        torch.set_num_threads(_CORES)
+        with contextlib.suppress(RuntimeError):  # already set, or inter-op work already started
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set, or inter-op work already started
-            pass
         _torch_configured = True
 
 
@@ -65,14 +70,33 @@ def _set_offline(offline: bool) -> None:
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # the library reads the variable once, at import
         value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-        constants.HF_HUB_OFFLINE = value.upper() in {"1", "ON", "YES", "TRUE"}
+        setattr(constants, "HF_HUB_OFFLINE", value.upper() in {"1", "ON", "YES", "TRUE"})  # noqa: B010
+
+
+def _cpu_has_amx_bf16() -> bool:
+    """True when the CPU has AMX bf16 tiles (Sapphire Rapids and later), where bf16 beats fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def default_precision() -> str:
+    """The measured winner: bf16 on CPUs with AMX (2x faster, same retrieval quality), else fp32."""
+    return "bf16" if _cpu_has_amx_bf16() else "fp32"
 
 
 def _env_precision() -> str:
-    """Precision from env CITESEARCH_EMBED_PRECISION (fp32 | bf16 | int8), else the measured default."""
-    value = os.environ.get(ENV_PRECISION, "").strip().lower() or DEFAULT_PRECISION
+    """Precision from env CITESEARCH_EMBED_PRECISION (fp32 | bf16 | int8 | auto), else :func:`default_precision`."""
+    value = os.environ.get(ENV_PRECISION, "").strip().lower() or "auto"
+    if value == "auto":
+        return default_precision()
     if value not in PRECISIONS:
-        raise ModelError(f"{ENV_PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)}")
+        raise ModelError(f"{ENV_PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)} or auto")
     return value
 
 
@@ -97,11 +121,7 @@ def _pick_prompts(name: str, configured: dict[str, str]) -> tuple[str, str]:
         return "", ""
     if re.search(r"(?:^|[^a-z0-9])e5(?:[^a-z0-9]|$)", low) and "instruct" not in low:
         return E5_PROMPTS
-    query = configured.get("query", "")
-    passage = configured.get("document", configured.get("passage", ""))
-    if query or passage:
-        return query, passage
-    return "", ""
+    return configured.get("query", ""), configured.get("document", configured.get("passage", ""))
 
 
 class Embedder:
@@ -111,7 +131,9 @@ class Embedder:
     overlapping windows (each repeating the prompt and the special tokens, at most ``max_tokens``
     long, overlapping by at least 64 tokens), each window is embedded, the un-normalised pooled
     vectors are averaged and the mean is L2-normalised. Within a call, inputs are sorted by length
-    so each batch pads little.
+    so each batch pads little. Inference runs in inference mode, one forward pass at a time per
+    process, on all usable cores (one core for query-sized inputs), at the precision chosen by env
+    CITESEARCH_EMBED_PRECISION (default: bf16 on AMX CPUs, else fp32); outputs are always float32.
     """
 
     def __init__(
@@ -149,7 +171,6 @@ class Embedder:
         self._hf_tokenizer: Any = tok
         pad = tok.pad_token_id
         self._pad_id = int(pad) if pad is not None else 0
-        self._lock = threading.Lock()
         self.max_tokens = self._find_max_tokens()
         self._apply_precision()
         probe = self._embed_ids([self._tokenize([self.passage_prompt + "probe"])[0]])
@@ -171,9 +192,14 @@ class Embedder:
 
     def count_tokens_batch(self, texts: list[str]) -> list[int]:
         """:meth:`count_tokens` for many texts in one tokenizer call."""
+        return [len(ids) for ids in self.token_ids(texts)]
+
+    def token_ids(self, texts: list[str], *, query: bool = False) -> list[list[int]]:
+        """Token ids the model sees before any windowing (prompt and special tokens included)."""
         if not texts:
             return []
-        return [len(ids) for ids in self._tokenize([self.passage_prompt + t for t in texts])]
+        prompt = self.query_prompt if query else self.passage_prompt
+        return self._tokenize([prompt + t for t in texts])
 
     def info(self) -> dict[str, str | int]:
         """Facts to record in an index manifest: identity, shape, limits, backend and source."""
@@ -216,7 +242,7 @@ class Embedder:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for module in self._modules:
-                    quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+                    quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids with special tokens and without truncation, one tokenizer batch call."""
@@ -224,7 +250,9 @@ class Embedder:
             fast = getattr(self._backend, "encode_batch_fast", None)
             encs = fast(texts) if fast is not None else self._backend.encode_batch(texts)
             return [list(e.ids) for e in encs]
-        out = self._hf_tokenizer(texts, add_special_tokens=True, truncation=False, padding=False, verbose=False)
+        out = self._hf_tokenizer(
+            texts, add_special_tokens=True, truncation=False, padding=False, verbose=False
+        )
         return [list(x) for x in out["input_ids"]]
 
     def _windows(self, text: str, prompt: str) -> list[list[int]]:
@@ -234,7 +262,11 @@ class Embedder:
             ids, special, offsets = list(enc.ids), list(enc.special_tokens_mask), list(enc.offsets)
         else:
             out = self._hf_tokenizer(
-                text, return_special_tokens_mask=True, return_offsets_mapping=True, truncation=False, verbose=False
+                text,
+                return_special_tokens_mask=True,
+                return_offsets_mapping=True,
+                truncation=False,
+                verbose=False,
             )
             ids, special, offsets = out["input_ids"], out["special_tokens_mask"], out["offset_mapping"]
         head = 0
@@ -277,17 +309,33 @@ class Embedder:
         out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
         np.add.at(out, np.asarray(owner), pooled.astype(np.float64))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: Vectors = (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+    def _batches(self, seqs: list[list[int]]) -> list[list[int]]:
+        """Index groups, longest first: at most ``batch_size`` sequences and ``MAX_BATCH_TOKENS`` padded tokens."""
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        batches: list[list[int]] = []
+        for i in order:
+            # Sorted longest first, so a batch's first sequence sets its padded width.
+            if batches and len(batches[-1]) < self.batch_size:
+                width = len(seqs[batches[-1][0]])
+                if width * (len(batches[-1]) + 1) <= MAX_BATCH_TOKENS:
+                    batches[-1].append(i)
+                    continue
+            batches.append([i])
+        return batches
 
     def _embed_ids(self, seqs: list[list[int]]) -> Vectors:
         """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length."""
         torch = self._torch
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         result: Vectors | None = None
-        with self._lock, torch.inference_mode():
-            for b0 in range(0, len(order), self.batch_size):
-                idx = order[b0 : b0 + self.batch_size]
-                width = max(len(seqs[i]) for i in idx)
+        with _inference_lock, torch.inference_mode():
+            for idx in self._batches(seqs):
+                width = len(seqs[idx[0]])
+                threads = 1 if width * len(idx) <= SMALL_FORWARD_TOKENS else _CORES
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
                 input_ids = torch.full((len(idx), width), self._pad_id, dtype=torch.long)
                 mask = torch.zeros((len(idx), width), dtype=torch.long)
                 for row, i in enumerate(idx):
@@ -297,7 +345,7 @@ class Embedder:
                 features: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
                 for module in self._modules:
                     features = module(features)
-                emb = features["sentence_embedding"].float().numpy()
+                emb: Vectors = features["sentence_embedding"].float().numpy()
                 if result is None:
                     result = np.empty((len(seqs), emb.shape[1]), dtype=np.float32)
                 result[idx] = emb
@@ -344,11 +392,13 @@ def load_embedder(model: str | Path | None = None) -> Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             st = SentenceTransformer(name, device="cpu", local_files_only=path is not None)
         st.eval()
     except Exception as exc:
-        hint = f"; for the default model {PREPARE_HINT} (add --force to rebuild it)" if path is not None else ""
+        hint = (
+            f"; for the default model {PREPARE_HINT} (add --force to rebuild it)" if path is not None else ""
+        )
         raise ModelError(f"cannot load embedding model {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
 
     manifest = read_manifest(path) if path is not None else None
@@ -370,4 +420,6 @@ def load_embedder(model: str | Path | None = None) -> Embedder:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"embedding model {name!r} loaded but cannot encode: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"embedding model {name!r} loaded but cannot encode: {type(exc).__name__}: {exc}"
+        ) from exc

