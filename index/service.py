@@ -28,7 +28,7 @@ from index.articles import Article, ArticleInput, build_article
 from index.errors import DataDirLockedError, InvalidArticleError, ModelMismatchError, NotFoundError
 from index.fairness import LanguageMeans
 from index.language import warm_up as warm_up_language_id
-from index.lexical import terms_text
+from index.lexical import LEXICAL_VERSION, terms_text
 from index.locks import RWLock
 from index.splitter import split_passages
 from index.store import ArticleRow, NewPassage, PassageRow, Store
@@ -186,6 +186,7 @@ class SearchService:
         )
         warm_up_language_id()  # so the first article without a language doesn't pay for it
         self.last_repair = self.repair()
+        self._ensure_lexical_version()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpoint", daemon=True)
         self._checkpointer.start()
 
@@ -234,6 +235,16 @@ class SearchService:
                 report.dropped_build_passages,
             )
         return report
+
+    def _ensure_lexical_version(self) -> None:
+        """Rewrite the stored lexical terms when `index.lexical` changed its scheme (no re-embedding)."""
+        if self.store.get_meta("lexical_version") == LEXICAL_VERSION:
+            return
+        with self._write_mutex, self.lock.write(), self.store.transaction() as tx:
+            n = tx.rewrite_terms(terms_text)
+            tx.set_meta("lexical_version", LEXICAL_VERSION)
+        if n:
+            log.warning("lexical terms of %d passages rewritten (scheme %s)", n, LEXICAL_VERSION)
 
     def _means(self, generation: int) -> LanguageMeans:
         return LanguageMeans.from_stats(self.store.lang_stats(generation))

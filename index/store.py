@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -500,6 +500,24 @@ class _Transaction:
             self._lang_add(generation, p.language, p.vector.astype(np.float64), 1)
             ids.append(pid)
         return ids
+
+    def rewrite_terms(self, terms_text: Callable[[str, str], str], batch: int = 2000) -> int:
+        """Recompute every passage's lexical terms from its article text (the term scheme changed)."""
+        self.conn.execute("DELETE FROM passages_fts")
+        last, total = -1, 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT p.id, p.language, substr(a.text, p.char_start + 1, p.char_end - p.char_start) "
+                "FROM passages p JOIN articles a ON a.id = p.article_id WHERE p.id > ? ORDER BY p.id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return total
+            self.conn.executemany(
+                "INSERT INTO passages_fts(rowid, terms) VALUES (?, ?)",
+                [(int(pid), terms_text(text, lang)) for pid, lang, text in rows],
+            )
+            last, total = int(rows[-1][0]), total + len(rows)
 
     def drop_generation(self, generation: int) -> int:
         """Remove every passage of a generation (an abandoned or superseded build)."""

@@ -131,6 +131,17 @@ class VectorIndex:
             return all_ids
         return all_ids[~np.isin(all_ids, np.fromiter(self._deleted, dtype=np.int64))]
 
+    def reconstruct(
+        self, ids: npt.NDArray[np.int64] | list[int]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """(passage vectors, language slots) of ids in the index; RuntimeError for an unknown id."""
+        arr = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(arr) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        full = np.asarray(self._index.reconstruct_batch(arr), dtype=np.float32)
+        slots = np.argmax(full[:, self.dim :], axis=1).astype(np.int64)
+        return np.ascontiguousarray(full[:, : self.dim]), slots
+
     def search(
         self,
         query: npt.NDArray[np.float32],
