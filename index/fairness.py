@@ -239,21 +239,21 @@ def identify_query_language(
     if reference is None or qvec is None:
         # Without the embedding check: lingua's guess when it is a corpus language or lingua is
         # sure (a question in a language the corpus lacks), else lingua among the corpus languages.
-        picked = _match_corpus(guess, corpus)
+        picked = match_corpus_language(guess, corpus)
         if corpus and (picked not in corpus and conf < SURE_LANGUAGE):
             picked = detect_query_language(text, corpus)[0] or picked
     else:
         candidates = set(corpus)
         if guess is not None:
-            candidates.add(_match_corpus(guess, corpus) or guess)
+            candidates.add(match_corpus_language(guess, corpus) or guess)
         picked = reference.nearest(qvec, candidates)
         if picked is None:
-            picked = _match_corpus(guess, corpus)
+            picked = match_corpus_language(guess, corpus)
     certain = picked is not None and guess is not None and _primary(picked) == guess
     return picked, certain
 
 
-def _match_corpus(code: str | None, corpus: Sequence[str]) -> str | None:
+def match_corpus_language(code: str | None, corpus: Sequence[str]) -> str | None:
     """A corpus tag with the same primary subtag as `code` (so 'pt' finds 'pt-BR'), else `code`."""
     if code is None:
         return None

@@ -18,9 +18,11 @@ points, this costs nothing there and gives monolingual questions +4.6.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -29,7 +31,14 @@ import numpy.typing as npt
 import regex
 import sentencex
 
-from index.fairness import FairQuery, identify_query_language, load_reference, prepare_query
+from index.fairness import (
+    FairQuery,
+    identify_query_language,
+    load_reference,
+    match_corpus_language,
+    prepare_query,
+)
+from index.language import detect_query_language
 from index.lexical import terms
 from index.service import SearchService, ServingState
 from index.store import Filters, PassageRow, match_expression
@@ -101,11 +110,19 @@ def run_search(
     t0 = time.perf_counter()
     state: ServingState = service.state
     qvec = query_vector
-    if qvec is None and (query.mode != "lexical" or query.highlight == "semantic"):
-        state, qvec = service.encode_query(query.text)
     fairness = service.config.fairness if query.fairness is None else query.fairness
     need = (query.offset + query.top_k) * max(query.per_article, 1)
     k = max(MIN_CANDIDATES, need * 4)
+    early: _EarlyLexical | None = None
+    if qvec is None and (query.mode != "lexical" or query.highlight == "semantic"):
+        pending = None
+        if query.mode == "hybrid":
+            # BM25 in the question's likely language runs on the other core while the encoder runs.
+            pending = _POOL.submit(_early_lexical, service, state, query, k)
+        state, qvec = service.encode_query(query.text)
+        # Collected before taking the read lock: a writer queued between the two could otherwise
+        # hold the early search's lock request behind ours.
+        early = pending.result() if pending is not None else None
     with service.lock.read():
         if state is not service.state:  # a rebuild switched generations while we embedded
             state = service.state
@@ -131,7 +148,10 @@ def run_search(
             dense, langs, dense_order = _dense(state, qvec, qlang, k, allowed, fair)
         lexical: dict[int, float] = {}
         if query.mode == "lexical" or (query.mode == "hybrid" and certain):
-            lexical = _lexical(service, state, query, qlang, k)
+            if early is not None and early.generation == state.generation and early.language == qlang:
+                lexical = early.scores
+            else:
+                lexical = _lexical(service, state, query, qlang, k)
         if query.mode == "dense":
             fused = _ranked(dense)
         elif query.mode == "lexical":
@@ -146,21 +166,23 @@ def run_search(
                 dense.update(more)
                 langs.update(more_langs)
             fused = _fuse(dense, dense_order, lexical, langs, qlang)
-        rows = service.store.passages([pid for pid, _ in fused[: max(k, need * 8)]])
-    ranked = _apply_recency(fused, rows, query.recency_half_life_days)
-    picked: list[tuple[int, float]] = []
-    per_article: dict[str, int] = {}
-    for pid, score in ranked:
-        row = rows.get(pid)
-        if row is None:
-            continue
-        if per_article.get(row.article_id, 0) >= query.per_article:
-            continue
-        per_article[row.article_id] = per_article.get(row.article_id, 0) + 1
-        picked.append((pid, score))
-        if len(picked) > query.offset + query.top_k:
-            break
-    page = picked[query.offset : query.offset + query.top_k]
+        heads = service.store.passage_heads([pid for pid, _ in fused[: max(k, need * 8)]])
+        ranked = _apply_recency(fused, heads, query.recency_half_life_days)
+        picked: list[tuple[int, float]] = []
+        per_article: dict[str, int] = {}
+        for pid, score in ranked:
+            head = heads.get(pid)
+            if head is None:
+                continue
+            if per_article.get(head[0], 0) >= query.per_article:
+                continue
+            per_article[head[0]] = per_article.get(head[0], 0) + 1
+            picked.append((pid, score))
+            if len(picked) > query.offset + query.top_k:
+                break
+        page = picked[query.offset : query.offset + query.top_k]
+        rows = service.store.passages([pid for pid, _ in page])  # text is read for the page only
+    page = [(pid, score) for pid, score in page if pid in rows]
     page_rows = [rows[pid] for pid, _ in page]
     if query.highlight == "semantic" and qvec is not None:
         lights = semantic_highlights(state, page_rows, qvec)
@@ -232,6 +254,33 @@ def _dense(
     return scores, langs, order
 
 
+@dataclass(frozen=True)
+class _EarlyLexical:
+    generation: int
+    language: str | None
+    scores: dict[int, float]
+
+
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="early-lexical")
+
+
+def _early_lexical(
+    service: SearchService, state: ServingState, query: SearchQuery, k: int
+) -> _EarlyLexical | None:
+    """BM25 in the language the question will most likely be given (lingua's guess, or the caller's).
+
+    Used only when the language finally chosen (with the query vector) is the same and no
+    rebuild switched generations meanwhile; otherwise the search runs BM25 again.
+    """
+    with service.lock.read():
+        if service.state is not state:
+            return None
+        qlang = query.language or match_corpus_language(
+            detect_query_language(query.text)[0], state.means.languages
+        )
+        return _EarlyLexical(state.generation, qlang, _lexical(service, state, query, qlang, k))
+
+
 def _lexical(
     service: SearchService, state: ServingState, query: SearchQuery, qlang: str | None, k: int
 ) -> dict[int, float]:
@@ -286,18 +335,21 @@ def _fuse(
 
 
 def _apply_recency(
-    fused: list[tuple[int, float]], rows: dict[int, PassageRow], half_life_days: float | None
+    fused: list[tuple[int, float]],
+    heads: dict[int, tuple[str, str | None]],
+    half_life_days: float | None,
 ) -> list[tuple[int, float]]:
     if not half_life_days:
         return fused
     now = dt.datetime.now(dt.UTC)
     out: list[tuple[int, float]] = []
     for pid, s in fused:
-        row = rows.get(pid)
+        head = heads.get(pid)
+        published = head[1] if head is not None else None
         boost = 1.0
-        if row is not None and row.published_at:
+        if published:
             try:
-                when = dt.datetime.fromisoformat(row.published_at)
+                when = dt.datetime.fromisoformat(published)
                 if when.tzinfo is None:
                     when = when.replace(tzinfo=dt.UTC)
                 age = max((now - when).total_seconds() / 86400, 0.0)
@@ -315,17 +367,31 @@ _SHARED = regex.compile(r"\p{N}+|[\p{Latin}\p{N}][\p{Latin}\p{N}\p{M}]+")
 
 def _sentences(row: PassageRow) -> list[tuple[int, int]]:
     """[start, end) of each non-blank sentence of a passage, relative to the passage, trimmed."""
+    return _sentences_of(row.text, row.language)
+
+
+def _sentences_of(text: str, language: str | None) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
-    lang = row.language if row.language and row.language != "und" else "en"
-    for b in sentencex.get_sentence_boundaries(lang, row.text):
+    lang = language if language and language != "und" else "en"
+    for b in sentencex.get_sentence_boundaries(lang, text):
         start, end = int(b["start_index"]), int(b["end_index"])
-        seg = row.text[start:end]
+        seg = text[start:end]
         stripped = seg.strip()
         if not stripped:
             continue
         start += len(seg) - len(seg.lstrip())
         out.append((start, start + len(stripped)))
-    return out or [(0, len(row.text))]
+    return out or [(0, len(text))]
+
+
+@functools.lru_cache(maxsize=4096)
+def _sentence_terms(text: str, language: str) -> tuple[tuple[int, int, frozenset[str]], ...]:
+    """Each sentence of a passage with its terms; cached, since popular passages come back often."""
+    out = []
+    for start, end in _sentences_of(text, language):
+        seg = text[start:end]
+        out.append((start, end, frozenset(terms(seg, language)) | _shared_tokens(seg)))
+    return tuple(out)
 
 
 def _shared_tokens(text: str) -> set[str]:
@@ -341,9 +407,7 @@ def highlight(row: PassageRow, question: str, language: str | None) -> Highlight
     """
     q = set(terms(question, language)) | _shared_tokens(question)
     best: tuple[float, int, int] | None = None
-    for start, end in _sentences(row):
-        seg = row.text[start:end]
-        st = set(terms(seg, row.language)) | _shared_tokens(seg)
+    for start, end, st in _sentence_terms(row.text, row.language):
         score = len(q & st) / (1.0 + math.log1p(len(st)))
         if best is None or score > best[0]:
             best = (score, start, end)

@@ -285,6 +285,19 @@ class Store:
             out.update({r[0]: _passage(r) for r in rows})
         return out
 
+    def passage_heads(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        """{passage id: (article id, published_at)}: what ranking needs, without reading any text."""
+        out: dict[int, tuple[str, str | None]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._reader.execute(
+                f"SELECT p.id, p.article_id, a.published_at FROM passages p "
+                f"JOIN articles a ON a.id = p.article_id WHERE p.id IN ({marks})",
+                chunk,
+            ).fetchall()
+            out.update({int(r[0]): (str(r[1]), r[2]) for r in rows})
+        return out
+
     def counts(self, generation: int) -> tuple[int, int]:
         """(articles, passages in `generation`)."""
         conn = self._reader

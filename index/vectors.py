@@ -62,7 +62,7 @@ def _now() -> str:
 class VectorIndex:
     """A FAISS index over passage vectors with language slots; callers serialise writes."""
 
-    def __init__(self, dim: int, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 128) -> None:
+    def __init__(self, dim: int, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 256) -> None:
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
         self.dim = dim

@@ -281,3 +281,25 @@ def test_lexical_terms_are_rewritten_when_the_scheme_changes(embedder: Embedder,
         assert [h.passage.article_id for h in out.hits] == ["en-bridge"]
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize(
+    ("question", "language"),
+    [
+        ("When did the Golden Gate Bridge open to traffic?", None),
+        ("金门大桥是哪一年通车的？", None),
+        ("bridge repairs", "en"),
+    ],
+)
+def test_lexical_run_during_encoding_gives_the_same_answer(
+    service: SearchService, embedder: Embedder, question: str, language: str | None
+) -> None:
+    """Hybrid without a query vector runs BM25 while the encoder works; the result must not change."""
+    query = SearchQuery(text=question, top_k=8, per_article=3, language=language)
+    early = run_search(service, query)
+    given = run_search(service, query, query_vector=embedder.encode_queries([question])[0])
+    assert [(h.passage.id, h.score, h.lexical_score) for h in early.hits] == [
+        (h.passage.id, h.score, h.lexical_score) for h in given.hits
+    ]
+    if language == "en" or question.startswith("When"):
+        assert any(h.lexical_score is not None for h in early.hits)  # BM25 took part
