@@ -32,6 +32,7 @@ lint: $(VENV)/.deps-installed
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench.run_all
 
 clean:

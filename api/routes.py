@@ -98,6 +98,7 @@ def _search(service: ServiceDep, settings: SettingsDep, req: SearchRequest) -> S
             per_article=req.per_article,
             language=req.query_language,
             recency_half_life_days=req.recency_half_life_days,
+            highlight=req.highlight,
         ),
     )
     results = [
@@ -157,6 +158,7 @@ def search_get(
     published_after: dt.date | None = None,
     published_before: dt.date | None = None,
     context: bool = False,
+    highlight: Annotated[str, Query(pattern="^(lexical|semantic)$")] = "lexical",
 ) -> SearchResponse:
     """The same search as POST, from query parameters."""
     req = SearchRequest.model_validate(
@@ -166,6 +168,7 @@ def search_get(
             "mode": mode,
             "offset": offset,
             "context": context,
+            "highlight": highlight,
             "filters": {
                 "language": language or [],
                 "source": source or [],

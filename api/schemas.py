@@ -113,6 +113,11 @@ class SearchRequest(BaseModel):
         None, gt=0, le=36500, description="Boost recent news: score halves its bonus every N days."
     )
     context: bool = Field(False, description="Also return a numbered context block and citations for an LLM.")
+    highlight: Literal["lexical", "semantic"] = Field(
+        "lexical",
+        description="How the highlight sentence is chosen: shared terms (fast) or the sentence whose "
+        "embedding is nearest the question (better across languages; one extra model call).",
+    )
 
 
 class HighlightOut(BaseModel):

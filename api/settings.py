@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     )
     overlap_sentences: int = Field(0, ge=0, le=5, description="Sentences repeated between passages.")
     index_kind: Literal["auto", "flat", "hnsw"] = Field("auto", description="FAISS index kind.")
-    approx_threshold: int = Field(50_000, ge=1, description="Passages above which `auto` switches to HNSW.")
+    approx_threshold: int = Field(80_000, ge=1, description="Passages above which `auto` switches to HNSW.")
     fairness: bool = Field(True, description="Remove per-language means from dense scores.")
     checkpoint_every_s: float = Field(
         10.0, gt=0, description="Seconds between FAISS checkpoints after writes."

@@ -50,7 +50,7 @@ class IndexConfig:
     overlap_sentences: int = 0
     max_article_bytes: int = 1_000_000
     index_kind: Literal["auto", "flat", "hnsw"] = "auto"
-    approx_threshold: int = 50_000
+    approx_threshold: int = 80_000
     checkpoint_every_s: float = 10.0
     fairness: bool = True
 

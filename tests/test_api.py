@@ -86,6 +86,22 @@ def test_ingest_search_get_list_delete(client: TestClient) -> None:
     assert_error(client.get("/v1/articles/nvidia-h20"), 404, "not_found")
 
 
+def test_semantic_highlight_picks_the_answering_sentence_across_languages(client: TestClient) -> None:
+    client.post("/v1/articles", json={"articles": [seed_article()]})
+    question = "英伟达的H20芯片有后门吗？"  # does NVIDIA's H20 have a backdoor?
+    for res in (
+        client.post("/v1/search", json={"query": question, "top_k": 1, "highlight": "semantic"}),
+        client.get("/v1/search", params={"q": question, "top_k": 1, "highlight": "semantic"}),
+    ):
+        assert res.status_code == 200, res.text
+        top = res.json()["results"][0]
+        assert "backdoors" in top["highlight"]["text"]
+        art = client.get("/v1/articles/nvidia-h20").json()
+        hl = top["highlight"]
+        assert art["text"][hl["char_start"] : hl["char_end"]] == hl["text"]
+    assert_error(client.post("/v1/search", json={"query": question, "highlight": "best"}), 422)
+
+
 def test_context_block_for_chatbots(client: TestClient) -> None:
     client.post("/v1/articles", json={"articles": [seed_article()]})
     body = client.post("/v1/search", json={"query": "H20 export controls", "context": True}).json()
