@@ -182,7 +182,10 @@ class SearchService:
         if stored_model is None or not n_passages:
             self.store.set_meta(f"model:{generation}", embedder.model_id)
         self.state = ServingState(
-            generation, embedder, VectorIndex(embedder.dim), LanguageMeans({}, {}, None)
+            generation,
+            embedder,
+            VectorIndex(embedder.dim, kind=self._kind_for(n_passages)),
+            LanguageMeans({}, {}, None),
         )
         warm_up_language_id()  # so the first article without a language doesn't pay for it
         self.last_repair = self.repair()

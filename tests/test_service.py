@@ -240,3 +240,25 @@ def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
         assert again.stats()["index_vectors"] == again.stats()["passages"]
     finally:
         again.close()
+
+
+def test_configured_hnsw_index_is_used_from_the_first_write_and_after_restart(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    cfg = IndexConfig(data_dir=tmp_path / "d", index_kind="hnsw")
+    svc = SearchService(cfg, embedder)
+    try:
+        svc.upsert([seed_input(), *OTHERS])
+        assert svc.stats()["index_kind"] == "hnsw"
+        svc.delete("nvidia-h20")
+        assert all(
+            h.passage.article_id != "nvidia-h20" for h in run_search(svc, SearchQuery(text="H20")).hits
+        )
+    finally:
+        svc.close()
+    again = SearchService(cfg, embedder)
+    try:
+        assert again.stats()["index_kind"] == "hnsw"
+        assert again.stats()["index_vectors"] == again.stats()["passages"]
+    finally:
+        again.close()
