@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import IO, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from embeddings.batching import QueryBatcher
 from index.articles import Article, ArticleInput, build_article
 from index.errors import DataDirLockedError, InvalidArticleError, ModelMismatchError, NotFoundError
 from index.fairness import LanguageMeans
@@ -169,6 +171,8 @@ class SearchService:
         self.store = Store(self.data_dir / "store.sqlite")
         self.lock = RWLock()
         self._write_mutex = threading.RLock()
+        self._batchers: weakref.WeakKeyDictionary[Encoder, QueryBatcher] = weakref.WeakKeyDictionary()
+        self._batchers_lock = threading.Lock()
         self._dirty_since: float | None = None
         self._stop = threading.Event()
         generation = self.store.generation
@@ -618,9 +622,16 @@ class SearchService:
 
     # ---- search helpers used by index.search ---------------------------------------------------
     def encode_query(self, text: str) -> tuple[ServingState, npt.NDArray[np.float32]]:
-        """The serving state and the query's embedding under that state's model."""
+        """The serving state and the query's embedding under that state's model.
+
+        Concurrent callers share forward passes (`embeddings.batching.QueryBatcher`).
+        """
         state = self.state
-        return state, state.embedder.encode_queries([text])[0]
+        with self._batchers_lock:
+            batcher = self._batchers.get(state.embedder)
+            if batcher is None:
+                batcher = self._batchers[state.embedder] = QueryBatcher(state.embedder.encode_queries)
+        return state, batcher.encode(text)
 
 
 @contextlib.contextmanager

@@ -262,3 +262,51 @@ def test_precompiled_charsmap_applies_the_map() -> None:
 )
 def test_prompts_per_model_family(name: str, configured: dict[str, str], expected: tuple[str, str]) -> None:
     assert _pick_prompts(name, configured) == expected
+
+
+def test_concurrent_queries_share_forward_passes(embedder: Embedder) -> None:
+    """16 questions at once: 2 passes (the first alone, the 15 queued behind it together), same vectors."""
+    import threading
+
+    from embeddings.batching import QueryBatcher
+
+    questions = [f"What happened to bridge number {i} in {1900 + 7 * i}?" for i in range(16)]
+    release = threading.Event()
+    first = threading.Event()
+
+    def encode_many(texts: list[str]) -> np.ndarray:
+        if not first.is_set():
+            first.set()
+            assert release.wait(60)  # hold the first pass until everyone else is queued
+        return embedder.encode_queries(texts)
+
+    batcher = QueryBatcher(encode_many)
+    got: dict[int, np.ndarray] = {}
+
+    def ask(i: int) -> None:
+        got[i] = batcher.encode(questions[i])
+
+    lead = threading.Thread(target=ask, args=(0,))
+    lead.start()
+    assert first.wait(60)
+    rest = [threading.Thread(target=ask, args=(i,)) for i in range(1, 16)]
+    for t in rest:
+        t.start()
+    assert batcher.wait_queued(15, timeout=60)
+    release.set()
+    for t in [lead, *rest]:
+        t.join(60)
+    assert batcher.passes == 2 and batcher.encoded == 16
+    alone = embedder.encode_queries(questions)
+    for i in range(16):
+        assert float(got[i] @ alone[i]) > 0.999
+
+
+def test_an_encoding_error_reaches_every_caller_of_the_pass() -> None:
+    from embeddings.batching import QueryBatcher
+
+    def broken(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("model gone")
+
+    with pytest.raises(RuntimeError, match="model gone"):
+        QueryBatcher(broken).encode("anything")
