@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -71,7 +72,7 @@ class CachingEmbedder:
         if not vecs:
             return
         self.cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache.with_suffix(".tmp.npz")
+        tmp = self.cache.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs share the cache
         np.savez(tmp, keys=np.array(keys), vectors=np.vstack(vecs), model_id=np.array(self.model_id))
         tmp.replace(self.cache)
 
