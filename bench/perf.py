@@ -1298,6 +1298,7 @@ def section_probes(ctx: Ctx) -> None:
     try:
         for i in range(0, len(ctx.articles), 64):
             svc.upsert(ctx.articles[i : i + 64])
+        svc.wait_for_background(600)  # the switch starts in the background once past the threshold
         st = svc.stats()
         out["passages"] = st["passages"]
         out["kind_after_upserts_past_threshold"] = st["index_kind"]

@@ -173,6 +173,7 @@ class SearchService:
         self._write_mutex = threading.RLock()
         self._batchers: weakref.WeakKeyDictionary[Encoder, QueryBatcher] = weakref.WeakKeyDictionary()
         self._batchers_lock = threading.Lock()
+        self._approximator: threading.Thread | None = None
         self._dirty_since: float | None = None
         self._stop = threading.Event()
         generation = self.store.generation
@@ -282,6 +283,36 @@ class SearchService:
                 except Exception:  # a failed checkpoint is retried; the store stays the record
                     log.exception("checkpoint failed")
 
+    def _approximate_in_background_if_large(self) -> None:
+        """Start the switch to HNSW in a thread once the flat index outgrows the threshold."""
+        st = self.state
+        if (
+            self.config.index_kind != "auto"
+            or st.vectors.kind != "flat"
+            or st.vectors.ntotal < self.config.approx_threshold
+        ):
+            return
+        with self._batchers_lock:
+            if self._approximator is not None and self._approximator.is_alive():
+                return
+            self._approximator = threading.Thread(
+                target=self._approximate_quietly, name="hnsw-build", daemon=True
+            )
+            self._approximator.start()
+
+    def _approximate_quietly(self) -> None:
+        try:
+            self.go_approximate_if_large()
+        except Exception:  # the flat index keeps serving; the checkpointer tries again
+            if not self._stop.is_set():
+                log.exception("switch to an HNSW index failed")
+
+    def wait_for_background(self, timeout: float | None = None) -> None:
+        """Wait for a switch to HNSW started by a write (tests, benchmarks, orderly shutdown)."""
+        t = self._approximator
+        if t is not None:
+            t.join(timeout)
+
     def go_approximate_if_large(self) -> bool:
         """With `index_kind="auto"`, replace a flat index that outgrew the threshold by HNSW.
 
@@ -301,7 +332,7 @@ class SearchService:
         for ids, vecs, langs in self.store.iter_vectors(st.generation):
             fresh.add(ids, vecs, langs)
         with self._write_mutex, self.lock.write():
-            if self.state is not st:
+            if self.state is not st or self._stop.is_set():
                 return False
             self._reconcile(fresh, st.generation)
             self.state = ServingState(st.generation, st.embedder, fresh, st.means)
@@ -403,6 +434,7 @@ class SearchService:
                     continue
                 results = self._commit(prepared, known)
                 break
+        self._approximate_in_background_if_large()
         unchanged = {a.id for a in by_id.values()} - {p.article.id for p in prepared}
         statuses = {r.id: r for r in results}
         for art_id in unchanged:

@@ -220,10 +220,10 @@ def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
     cfg = IndexConfig(data_dir=tmp_path / "d", approx_threshold=4)
     svc = SearchService(cfg, embedder)
     try:
-        svc.upsert([seed_input(), *OTHERS])
-        assert svc.state.vectors.kind == "flat"
-        assert svc.go_approximate_if_large()
+        svc.upsert([seed_input(), *OTHERS])  # crosses the threshold: the switch starts by itself
+        svc.wait_for_background(120)
         assert svc.stats()["index_kind"] == "hnsw"
+        assert not svc.go_approximate_if_large()  # nothing left to do
         assert svc.stats()["index_vectors"] == svc.stats()["passages"]
         assert (
             run_search(svc, SearchQuery(text="英伟达的H20芯片有后门吗？")).hits[0].passage.article_id
