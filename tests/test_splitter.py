@@ -349,3 +349,18 @@ def test_property_overlap_keeps_offsets_and_budget(
         overlap_sentences=overlap,
     )
     check(text, passages, embedder.count_tokens_batch, max_tokens, overlap=True)
+
+
+def test_a_paragraph_a_little_over_the_target_stays_whole(embedder: Embedder) -> None:
+    first = " ".join(
+        f"Sentence {i} of the first paragraph talks about the harbour and its cranes." for i in range(9)
+    )
+    second = "The second paragraph is short."
+    text = f"{first}\n\n{second}"
+    n = embedder.count_tokens(first)
+    target = int(n / 1.4)  # the paragraph is 1.4 x the target: under WHOLE_PARAGRAPH, so not cut
+    passages = split_passages(text, embedder.count_tokens_batch, language="en", target_tokens=target)
+    assert passages[0].text == first
+    # Well over the limit, the same paragraph is cut at sentence boundaries.
+    cut = split_passages(text, embedder.count_tokens_batch, language="en", target_tokens=n // 3)
+    assert len([p for p in cut if p.char_start < len(first)]) >= 2
