@@ -262,3 +262,39 @@ def test_configured_hnsw_index_is_used_from_the_first_write_and_after_restart(
         assert again.stats()["index_vectors"] == again.stats()["passages"]
     finally:
         again.close()
+
+
+def test_searches_never_see_a_half_applied_update(tmp_path: Path, embedder: Embedder) -> None:
+    """A writer flips one article between two versions while a reader searches: every answer is one whole version."""
+    alpha = " ".join(f"Alpha report {i}: the river port handled more grain this season." for i in range(30))
+    beta = " ".join(f"Beta report {i}: the mountain railway closed after the storm." for i in range(12))
+    svc = SearchService(IndexConfig(data_dir=tmp_path / "d", target_tokens=64), embedder)
+    stop = threading.Event()
+    seen: list[frozenset[str]] = []
+    try:
+        versions: set[frozenset[str]] = set()
+        for text in (beta, alpha):
+            svc.upsert([ArticleInput(id="flip", text=text, language="en")])
+            versions.add(frozenset(p.text for p in svc.get_article("flip")[1]))
+        assert len(versions) == 2 and all(len(v) > 1 for v in versions)
+        svc.upsert(OTHERS)
+
+        def reader() -> None:
+            while not stop.is_set():
+                q = SearchQuery(text="port grain railway storm", top_k=50, per_article=20)
+                out = run_search(svc, q)
+                seen.append(frozenset(h.passage.text for h in out.hits if h.passage.article_id == "flip"))
+
+        t = threading.Thread(target=reader)
+        t.start()
+        try:
+            for i in range(20):
+                svc.upsert([ArticleInput(id="flip", text=beta if i % 2 == 0 else alpha, language="en")])
+        finally:
+            stop.set()
+            t.join(60)
+    finally:
+        svc.close()
+    assert seen
+    for s in seen:
+        assert s in versions, sorted(s)
