@@ -50,6 +50,11 @@ MIN_CANDIDATES = 100
 """Dense and lexical candidates per search (more when a deep page or per_article needs them)."""
 LEXICAL_WEIGHT = 1.0
 """Weight of max-normalised BM25 against normalised dense score inside the question's language."""
+COMMON_TERM_SHARE = 1 / 3
+"""Query terms found in more than this share of passages are left out of BM25: their IDF is at most
+log 2 (a tenth of a rare term's), yet scoring their postings is most of BM25's cost in a large corpus."""
+COMMON_TERM_MIN_PASSAGES = 1_000
+"""Below this many passages every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
 """Dense scores are normalised between the best and the NORM_DEPTH-th of the first FAISS candidates."""
 
@@ -142,7 +147,11 @@ def run_search(
         langs: dict[int, str] = {}
         dense_order: list[int] = []
         fair: FairQuery | None = None
-        if qvec is not None and fairness and means.global_mean is not None:
+        in_play = set(query.filters.languages) if query.filters.languages else set(means.languages)
+        if qvec is not None and fairness and means.global_mean is not None and in_play != {qlang}:
+            # Only when passages of another language than the question's can compete: within one
+            # language the correction has nothing to even out (XQuAD monolingual: dense 92.7
+            # without it, 91.9 with it).
             fair = prepare_query(qvec, qlang, means, state.vectors.lang_slots, reference)
         if qvec is not None and query.mode != "lexical" and (allowed is None or len(allowed)):
             dense, langs, dense_order = _dense(state, qvec, qlang, k, allowed, fair)
@@ -288,6 +297,9 @@ def _lexical(
     q_terms = list(dict.fromkeys(terms(query.text, qlang)))
     if not q_terms:
         return {}
+    common = service.store.common_terms(q_terms, COMMON_TERM_SHARE, COMMON_TERM_MIN_PASSAGES)
+    if common and len(common) < len(q_terms):
+        q_terms = [t for t in q_terms if t not in common]
     filters = query.filters
     if query.mode == "hybrid" and qlang is not None:
         if filters.languages and qlang not in filters.languages:

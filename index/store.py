@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS lang_stats (
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
     terms, tokenize = "unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS passages_vocab USING fts5vocab(passages_fts, 'row');
 """
 
 Vector = npt.NDArray[np.float32]
@@ -176,6 +177,9 @@ class Store:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._df_lock = threading.Lock()
+        self._df_cache: dict[str, int] = {}
+        self._df_total = 0
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         with self._writer:
@@ -371,6 +375,42 @@ class Store:
             ).fetchone()
             out[t] = int(row[0])
         return out
+
+    def common_terms(self, terms: Sequence[str], share: float, min_passages: int) -> set[str]:
+        """The terms found in more than `share` of all passages (none while fewer than `min_passages`).
+
+        Document frequencies come from a cache refreshed when the corpus has grown or shrunk by a
+        tenth: they only decide which terms are too common to be worth BM25's time.
+        """
+        total = self._passage_total()
+        if total < min_passages:
+            return set()
+        out: set[str] = set()
+        with self._df_lock:
+            if abs(total - self._df_total) > self._df_total / 10:
+                self._df_cache.clear()
+                self._df_total = total
+            missing = [t for t in terms if t not in self._df_cache]
+        if missing:
+            rows = dict(
+                self._reader.execute(
+                    f"SELECT term, doc FROM passages_vocab WHERE term IN ({','.join('?' * len(missing))})",
+                    missing,
+                ).fetchall()
+            )
+            with self._df_lock:
+                for t in missing:
+                    self._df_cache[t] = int(rows.get(t, 0))
+                    if len(self._df_cache) > 100_000:
+                        self._df_cache.clear()
+        with self._df_lock:
+            out = {t for t in terms if self._df_cache.get(t, 0) > share * total}
+        return out
+
+    def _passage_total(self) -> int:
+        """Passages of every generation, from the per-language counts (no table scan)."""
+        row = self._reader.execute("SELECT sum(n) FROM lang_stats").fetchone()
+        return int(row[0] or 0)
 
     def articles_changed_since(self, seq: int) -> list[str]:
         """Ids of the articles written after write sequence `seq`."""

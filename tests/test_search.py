@@ -303,3 +303,10 @@ def test_lexical_run_during_encoding_gives_the_same_answer(
     ]
     if language == "en" or question.startswith("When"):
         assert any(h.lexical_score is not None for h in early.hits)  # BM25 took part
+
+
+def test_terms_in_most_passages_are_known_as_common(service: SearchService) -> None:
+    """BM25 leaves out query terms found in over a third of a large corpus (cheap, near-zero IDF)."""
+    bridge, engineer = terms("bridge", "en")[0], terms("Strauss", "en")[0]
+    assert service.store.common_terms([bridge, engineer], 1 / 3, 0) == {bridge}
+    assert service.store.common_terms([bridge, engineer], 1 / 3, 10**6) == set()  # small corpus: keep all
