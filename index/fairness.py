@@ -201,21 +201,12 @@ class FairQuery:
         return out
 
 
-def query_language(
-    text: str,
-    qvec: Vec | None,
-    means: LanguageMeans,
-    reference: Reference | None,
-) -> str | None:
-    """The question's language (see `identify_query_language`)."""
-    return identify_query_language(text, qvec, means, reference)[0]
-
-
 def identify_query_language(
     text: str,
     qvec: Vec | None,
     means: LanguageMeans,
     reference: Reference | None,
+    lingua_guess: tuple[str | None, float] | None = None,
 ) -> tuple[str | None, bool]:
     """The question's language, checked against the corpus languages in embedding space, and whether it is certain.
 
@@ -230,10 +221,11 @@ def identify_query_language(
     Certain: lingua's own guess names the chosen language too. When the two disagree the search
     lets no lexical evidence count, since it might be in the wrong language: on XQuAD the
     cross-lingual questions misread as English were the only ones where hybrid fell below dense.
+    `lingua_guess`: lingua's unrestricted (language, confidence) for `text` when already computed.
     """
     from index.language import detect_query_language
 
-    guess, conf = detect_query_language(text)
+    guess, conf = lingua_guess if lingua_guess is not None else detect_query_language(text)
     corpus = means.languages
     picked: str | None
     if reference is None or qvec is None:

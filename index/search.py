@@ -139,7 +139,9 @@ def run_search(
         if query.language:
             qlang, certain = query.language, True
         else:
-            qlang, certain = identify_query_language(query.text, qvec, means, reference)
+            qlang, certain = identify_query_language(
+                query.text, qvec, means, reference, early.guess if early is not None else None
+            )
         allowed = None
         if not query.filters.empty:
             allowed = service.store.filtered_ids(state.generation, query.filters)
@@ -267,6 +269,7 @@ def _dense(
 class _EarlyLexical:
     generation: int
     language: str | None
+    guess: tuple[str | None, float]  # lingua's, reused to identify the question's language
     scores: dict[int, float]
 
 
@@ -284,10 +287,9 @@ def _early_lexical(
     with service.lock.read():
         if service.state is not state:
             return None
-        qlang = query.language or match_corpus_language(
-            detect_query_language(query.text)[0], state.means.languages
-        )
-        return _EarlyLexical(state.generation, qlang, _lexical(service, state, query, qlang, k))
+        guess = detect_query_language(query.text)
+        qlang = query.language or match_corpus_language(guess[0], state.means.languages)
+        return _EarlyLexical(state.generation, qlang, guess, _lexical(service, state, query, qlang, k))
 
 
 def _lexical(

@@ -174,6 +174,7 @@ class SearchService:
         self._batchers: weakref.WeakKeyDictionary[Encoder, QueryBatcher] = weakref.WeakKeyDictionary()
         self._batchers_lock = threading.Lock()
         self._approximator: threading.Thread | None = None
+        self._approximator_lock = threading.Lock()
         self._dirty_since: float | None = None
         self._stop = threading.Event()
         generation = self.store.generation
@@ -292,7 +293,7 @@ class SearchService:
             or st.vectors.ntotal < self.config.approx_threshold
         ):
             return
-        with self._batchers_lock:
+        with self._approximator_lock:
             if self._approximator is not None and self._approximator.is_alive():
                 return
             self._approximator = threading.Thread(

@@ -278,28 +278,26 @@ class Store:
 
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
         """Passages by id, with their article fields."""
-        out: dict[int, PassageRow] = {}
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self._reader.execute(
-                f"SELECT {_PASSAGE_COLS} FROM passages p JOIN articles a ON a.id = p.article_id "
-                f"WHERE p.id IN ({marks})",
-                chunk,
-            ).fetchall()
-            out.update({r[0]: _passage(r) for r in rows})
-        return out
+        rows = self._rows_by_passage_id(_PASSAGE_COLS, ids)
+        return {r[0]: _passage(r) for r in rows}
 
     def passage_heads(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
         """{passage id: (article id, published_at)}: what ranking needs, without reading any text."""
-        out: dict[int, tuple[str, str | None]] = {}
+        rows = self._rows_by_passage_id("p.id, p.article_id, a.published_at", ids)
+        return {int(r[0]): (str(r[1]), r[2]) for r in rows}
+
+    def _rows_by_passage_id(self, columns: str, ids: Sequence[int]) -> list[Any]:
+        """`columns` of passages joined with their articles, for the given passage ids."""
+        out: list[Any] = []
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            rows = self._reader.execute(
-                f"SELECT p.id, p.article_id, a.published_at FROM passages p "
-                f"JOIN articles a ON a.id = p.article_id WHERE p.id IN ({marks})",
-                chunk,
-            ).fetchall()
-            out.update({int(r[0]): (str(r[1]), r[2]) for r in rows})
+            out.extend(
+                self._reader.execute(
+                    f"SELECT {columns} FROM passages p JOIN articles a ON a.id = p.article_id "
+                    f"WHERE p.id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            )
         return out
 
     def counts(self, generation: int) -> tuple[int, int]:
@@ -366,16 +364,6 @@ class Store:
         ).fetchall()
         return [(int(r[0]), float(r[1]), str(r[2])) for r in rows]
 
-    def term_doc_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many passages (all generations) contain each term."""
-        out: dict[str, int] = {}
-        for t in terms:
-            row = self._reader.execute(
-                "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH ?", (_quote(t),)
-            ).fetchone()
-            out[t] = int(row[0])
-        return out
-
     def common_terms(self, terms: Sequence[str], share: float, min_passages: int) -> set[str]:
         """The terms found in more than `share` of all passages (none while fewer than `min_passages`).
 
@@ -385,27 +373,24 @@ class Store:
         total = self._passage_total()
         if total < min_passages:
             return set()
-        out: set[str] = set()
         with self._df_lock:
-            if abs(total - self._df_total) > self._df_total / 10:
+            if abs(total - self._df_total) > self._df_total / 10 or len(self._df_cache) > 100_000:
                 self._df_cache.clear()
                 self._df_total = total
-            missing = [t for t in terms if t not in self._df_cache]
+            dfs = {t: self._df_cache[t] for t in terms if t in self._df_cache}
+        missing = [t for t in terms if t not in dfs]
         if missing:
-            rows = dict(
+            found = dict(
                 self._reader.execute(
                     f"SELECT term, doc FROM passages_vocab WHERE term IN ({','.join('?' * len(missing))})",
                     missing,
                 ).fetchall()
             )
+            fetched = {t: int(found.get(t, 0)) for t in missing}
+            dfs.update(fetched)
             with self._df_lock:
-                for t in missing:
-                    self._df_cache[t] = int(rows.get(t, 0))
-                    if len(self._df_cache) > 100_000:
-                        self._df_cache.clear()
-        with self._df_lock:
-            out = {t for t in terms if self._df_cache.get(t, 0) > share * total}
-        return out
+                self._df_cache.update(fetched)
+        return {t for t, df in dfs.items() if df > share * total}
 
     def _passage_total(self) -> int:
         """Passages of every generation, from the per-language counts (no table scan)."""

@@ -104,7 +104,7 @@ def test_chinese_question_finds_english_answer_only_with_fairness(embedder: Embe
 
 def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: SearchService) -> None:
     """FAISS with per-language offsets plus candidate rescoring equals the brute-force fair score."""
-    from index.fairness import prepare_query, query_language
+    from index.fairness import identify_query_language, prepare_query
 
     question = "金门大桥的塔有多高？"
     out = run_search(service, SearchQuery(text=question, top_k=50, mode="dense", per_article=20))
@@ -112,7 +112,7 @@ def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: Sea
     qvec = st.embedder.encode_queries([question])[0]
     ref = load_reference(st.embedder.model_id, st.vectors.dim)
     assert ref is not None, "the default model ships a reference language table"
-    lang = query_language(question, qvec, st.means, ref)
+    lang = identify_query_language(question, qvec, st.means, ref)[0]
     fq = prepare_query(qvec, lang, st.means, st.vectors.lang_slots, ref)
     ids, vecs, langs = next(service.store.iter_vectors(st.generation))
     brute = fq.rescore(vecs, langs)
