@@ -18,6 +18,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
 COPY embeddings ./embeddings
 COPY index ./index
 COPY api ./api
+COPY citesearch ./citesearch
 COPY seeds ./seeds
 COPY README.md ./
 RUN pip install --no-deps . && citesearch model prepare \

@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body, install_error_handlers
-from api.metrics import Metrics, MetricsMiddleware
-from api.routes import router
-from api.settings import Settings
-from api.state import AppState
-from embeddings import Embedder, load_embedder
-from index.service import SearchService
+from citesearch.api.errors import error_body, install_error_handlers
+from citesearch.api.metrics import Metrics, MetricsMiddleware
+from citesearch.api.routes import router
+from citesearch.api.settings import Settings
+from citesearch.api.state import AppState
+from citesearch.embeddings import Embedder, load_embedder
+from citesearch.index.service import SearchService
 
 log = logging.getLogger("citesearch.api")
 

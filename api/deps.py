@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import ApiError
-from api.settings import Settings
-from api.state import AppState
-from index.jobs import JobRunner
-from index.service import SearchService
+from citesearch.api.errors import ApiError
+from citesearch.api.settings import Settings
+from citesearch.api.state import AppState
+from citesearch.index.jobs import JobRunner
+from citesearch.index.service import SearchService
 
 
 def get_state(request: Request) -> AppState:

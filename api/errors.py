@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.errors import (
+from citesearch.index.errors import (
     CitesearchError,
     ConflictError,
     InvalidArticleError,

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import JobsDep, ReadAuth, ServiceDep, SettingsDep, StateDep, WriteAuth
-from api.errors import ApiError
-from api.metrics import Metrics
-from api.schemas import (
+from citesearch.api.deps import JobsDep, ReadAuth, ServiceDep, SettingsDep, StateDep, WriteAuth
+from citesearch.api.errors import ApiError
+from citesearch.api.metrics import Metrics
+from citesearch.api.schemas import (
     ArticleList,
     ArticleOut,
     ArticlesIn,
@@ -31,9 +31,9 @@ from api.schemas import (
     Stats,
     WriteResultOut,
 )
-from index.jobs import Job
-from index.search import SearchQuery, context_block, run_search
-from index.store import Filters
+from citesearch.index.jobs import Job
+from citesearch.index.search import SearchQuery, context_block, run_search
+from citesearch.index.store import Filters
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.articles import ArticleInput
+from citesearch.index.articles import ArticleInput
 
 
 class ArticleIn(ArticleInput):

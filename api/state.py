@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from api.metrics import Metrics
-from api.settings import Settings
-from index.jobs import JobRunner
-from index.service import SearchService
+from citesearch.api.metrics import Metrics
+from citesearch.api.settings import Settings
+from citesearch.index.jobs import JobRunner
+from citesearch.index.service import SearchService
 
 
 @dataclass

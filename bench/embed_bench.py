@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings import Embedder, load_embedder
-from embeddings.embedder import ENV_BATCH_SIZE, ENV_PRECISION, PRECISIONS, default_precision
+from citesearch.embeddings import Embedder, load_embedder
+from citesearch.embeddings.embedder import ENV_BATCH_SIZE, ENV_PRECISION, PRECISIONS, default_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval" / "xquad"

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.quality import ROOT, CachingEmbedder, load
-from embeddings import load_embedder
-from index.articles import ArticleInput
-from index.search import SearchQuery, run_search
-from index.service import IndexConfig, SearchService
+from citesearch.embeddings import load_embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.service import IndexConfig, SearchService
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import load_embedder
-from index.articles import ArticleInput
-from index.service import IndexConfig, SearchService
+from citesearch.embeddings import load_embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "eval" / "xquad" / "corpus.jsonl"

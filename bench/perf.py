@@ -58,8 +58,8 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from bench.quality import Doc
     from bench.txtai_peer import TxtaiPeer
-    from embeddings import Embedder
-    from index.articles import ArticleInput
+    from citesearch.embeddings import Embedder
+    from citesearch.index.articles import ArticleInput
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -366,7 +366,7 @@ class Server:
 
 def _serve_command() -> list[str]:
     script = Path(sys.executable).with_name("citesearch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "citesearch.api.cli"]
 
 
 def _log_tail(path: Path, n: int = 3000) -> str:
@@ -528,7 +528,7 @@ class Ctx:
 
 def article_input(doc: Doc) -> ArticleInput:
     """An XQuAD article as the service takes it (ids mapped to the allowed characters)."""
-    from index.articles import ArticleInput
+    from citesearch.index.articles import ArticleInput
 
     art_id = re.sub(r"[^A-Za-z0-9._~:@-]", "_", doc.id)
     return ArticleInput.model_validate(
@@ -563,7 +563,7 @@ def encode_question_floor(embedder: Embedder, texts: Sequence[str]) -> tuple[lis
 # ---- 3. ingest (and the real 1k corpus it leaves behind) ----------------------------------------
 def section_ingest(ctx: Ctx) -> None:
     """Real model: in-process ingest, txtai indexing, bare encode, HTTP ingest, HTTP reindex."""
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.service import IndexConfig, SearchService
 
     plan = ctx.plan
     order = list(ctx.docs)
@@ -705,8 +705,8 @@ def section_ingest(ctx: Ctx) -> None:
 def section_peer(ctx: Ctx) -> None:
     """Single questions, interleaved: ours (hybrid and dense, in process) and txtai, same model and data."""
     from bench.txtai_peer import cosine_agreement
-    from index.search import SearchQuery, run_search
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.search import SearchQuery, run_search
+    from citesearch.index.service import IndexConfig, SearchService
 
     peer = ctx.peer
     out = ctx.results.setdefault("peer", {})
@@ -753,7 +753,7 @@ def section_peer(ctx: Ctx) -> None:
 # ---- 1. floor against the service --------------------------------------------------------------
 def build_corpora(ctx: Ctx) -> list[dict[str, Any]]:
     """The real corpus, then synthetic ones grown from it by replication through the real ingest path."""
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.service import IndexConfig, SearchService
 
     assert ctx.real_dir is not None
     corpora: list[dict[str, Any]] = [
@@ -798,9 +798,9 @@ def breakdown(ctx: Ctx, data_dir: Path, qvecs: F32) -> dict[str, Any]:
     """In-process search path without the model: where the time goes past the encoder."""
     import faiss
 
-    from index.language import detect_query_language
-    from index.search import Mode, SearchQuery, run_search
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.language import detect_query_language
+    from citesearch.index.search import Mode, SearchQuery, run_search
+    from citesearch.index.service import IndexConfig, SearchService
 
     modes: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
     n = ctx.plan.breakdown_queries
@@ -976,7 +976,7 @@ def _prepared_queries(
     slots: dict[str, int],
 ) -> list[tuple[F32, F32]]:
     """Centred queries and per-slot offsets, as `index.search._dense` builds them."""
-    from index.fairness import LanguageMeans
+    from citesearch.index.fairness import LanguageMeans
 
     means = LanguageMeans.from_stats(stats)
     out = []
@@ -1000,7 +1000,7 @@ def scale_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process (clean RSS): the flat time/memory curve, or one HNSW build."""
     import faiss
 
-    from index.vectors import Manifest, VectorIndex
+    from citesearch.index.vectors import Manifest, VectorIndex
 
     npz = np.load(spec["fit"], allow_pickle=False)
     fit = {k: npz[k] for k in ("means", "chol", "weights", "real", "real_li")}
@@ -1210,7 +1210,7 @@ def _crossing(curve: Sequence[dict[str, Any]], key: str, limit_ms: float) -> flo
 
 def section_scale(ctx: Ctx) -> None:
     """Flat curve up to 1M and HNSW at the planned sizes, on vectors fitted to the real ones."""
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.service import IndexConfig, SearchService
 
     plan = ctx.plan
     assert ctx.real_dir is not None
@@ -1286,8 +1286,8 @@ def section_scale(ctx: Ctx) -> None:
 # ---- probes: the automatic switch and deletes at the service level -------------------------------
 def section_probes(ctx: Ctx) -> None:
     """Does `auto` switch to HNSW by itself, and do deleted articles stay gone (before and after a checkpoint)?"""
-    from index.search import SearchQuery, run_search
-    from index.service import IndexConfig, SearchService
+    from citesearch.index.search import SearchQuery, run_search
+    from citesearch.index.service import IndexConfig, SearchService
 
     d = ctx.tmp / "probe"
     threshold = max(20, ctx.real_passages // 2)
@@ -1687,8 +1687,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     md = args.md or RESULTS / f"perf{suffix}.md"
 
     from bench.quality import load
-    from embeddings import load_embedder
-    from index.service import IndexConfig
+    from citesearch.embeddings import load_embedder
+    from citesearch.index.service import IndexConfig
 
     waited = wait_idle(args.wait_idle) if args.wait_idle > 0 else 0.0
     t_start = time.perf_counter()

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings import Embedder, load_embedder
-from index.articles import ArticleInput
-from index.search import Mode, SearchQuery, run_search
-from index.service import IndexConfig, SearchService
+from citesearch.embeddings import Embedder, load_embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.search import Mode, SearchQuery, run_search
+from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval" / "xquad"

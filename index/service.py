@@ -25,16 +25,16 @@ from typing import IO, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.batching import QueryBatcher
-from index.articles import Article, ArticleInput, build_article
-from index.errors import DataDirLockedError, InvalidArticleError, ModelMismatchError, NotFoundError
-from index.fairness import LanguageMeans
-from index.language import warm_up as warm_up_language_id
-from index.lexical import LEXICAL_VERSION, terms_text
-from index.locks import RWLock
-from index.splitter import split_passages
-from index.store import ArticleRow, NewPassage, PassageRow, Store
-from index.vectors import Manifest, VectorIndex
+from citesearch.embeddings.batching import QueryBatcher
+from citesearch.index.articles import Article, ArticleInput, build_article
+from citesearch.index.errors import DataDirLockedError, InvalidArticleError, ModelMismatchError, NotFoundError
+from citesearch.index.fairness import LanguageMeans
+from citesearch.index.language import warm_up as warm_up_language_id
+from citesearch.index.lexical import LEXICAL_VERSION, terms_text
+from citesearch.index.locks import RWLock
+from citesearch.index.splitter import split_passages
+from citesearch.index.store import ArticleRow, NewPassage, PassageRow, Store
+from citesearch.index.vectors import Manifest, VectorIndex
 
 log = logging.getLogger("citesearch.index")
 

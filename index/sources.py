@@ -32,8 +32,8 @@ from typing import Any
 from frontmatter.default_handlers import YAMLHandler
 from pydantic import ValidationError
 
-from index.articles import ArticleInput
-from index.errors import SourceError
+from citesearch.index.articles import ArticleInput
+from citesearch.index.errors import SourceError
 
 __all__ = [
     "ARTICLE_EXTENSIONS",

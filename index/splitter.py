@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import sentencex
 
-from index.language import primary_subtag
+from citesearch.index.language import primary_subtag
 
 __all__ = ["CountTokens", "PassageSpan", "sentence_spans", "split_passages"]
 

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from embeddings import Embedder, load_embedder
+from citesearch.embeddings import Embedder, load_embedder
 
 
 @functools.cache

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from embeddings import load_embedder
-from index.articles import ArticleInput
-from index.service import IndexConfig, SearchService
+from citesearch.embeddings import load_embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.service import IndexConfig, SearchService
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import Settings
-from embeddings import Embedder
+from citesearch.api.app import create_app
+from citesearch.api.settings import Settings
+from citesearch.embeddings import Embedder
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
 KEY = "k3y-for-tests-0123456789"

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from index.articles import (
+import citesearch.index.errors
+from citesearch.index.articles import (
     ID_PATTERN,
     Article,
     ArticleInput,
@@ -22,7 +23,7 @@ from index.articles import (
     derive_id,
     normalize_url,
 )
-from index.errors import (
+from citesearch.index.errors import (
     CitesearchError,
     ConflictError,
     InvalidArticleError,
@@ -30,7 +31,7 @@ from index.errors import (
     NotFoundError,
     SourceError,
 )
-from index.language import (
+from citesearch.index.language import (
     NEWS_LANGUAGES,
     detect_language,
     detect_query_language,
@@ -326,9 +327,8 @@ def test_error_tree() -> None:
         assert issubclass(cls, CitesearchError)
     err = InvalidArticleError("bad", details=[{"field": "text", "message": "empty"}])
     assert str(err) == "bad" and err.details == [{"field": "text", "message": "empty"}]
-    import index.errors
 
-    assert "CitesearchError" in (index.errors.__doc__ or "")
+    assert "CitesearchError" in (citesearch.index.errors.__doc__ or "")
 
 
 def test_all_problems_are_reported_together() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from api.cli import app
+from citesearch.api.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

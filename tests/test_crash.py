@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import Embedder
-from index.search import SearchQuery, run_search
-from index.service import IndexConfig, SearchService
+from citesearch.embeddings import Embedder
+from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.app import create_app
-from api.cli import app as cli_app
-from api.settings import Settings
+from citesearch.api.app import create_app
+from citesearch.api.cli import app as cli_app
+from citesearch.api.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

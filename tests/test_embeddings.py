@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from embeddings import Embedder, ModelError, default_models_dir, load_embedder, prepare_model
-from embeddings.convert import CONVERTER_VERSION, build_precompiled_charsmap
-from embeddings.embedder import ENV_MODEL, ENV_PRECISION, _pick_prompts
-from embeddings.prepare import DEFAULT_MODEL_ID, MANIFEST, MODEL_DIRNAME, is_prepared
+from citesearch.embeddings import Embedder, ModelError, default_models_dir, load_embedder, prepare_model
+from citesearch.embeddings.convert import CONVERTER_VERSION, build_precompiled_charsmap
+from citesearch.embeddings.embedder import ENV_MODEL, ENV_PRECISION, _pick_prompts
+from citesearch.embeddings.prepare import DEFAULT_MODEL_ID, MANIFEST, MODEL_DIRNAME, is_prepared
 
 DATA = Path(__file__).resolve().parent / "data" / "embeddings"
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad"
@@ -268,7 +268,7 @@ def test_concurrent_queries_share_forward_passes(embedder: Embedder) -> None:
     """16 questions at once: 2 passes (the first alone, the 15 queued behind it together), same vectors."""
     import threading
 
-    from embeddings.batching import QueryBatcher
+    from citesearch.embeddings.batching import QueryBatcher
 
     questions = [f"What happened to bridge number {i} in {1900 + 7 * i}?" for i in range(16)]
     release = threading.Event()
@@ -303,7 +303,7 @@ def test_concurrent_queries_share_forward_passes(embedder: Embedder) -> None:
 
 
 def test_an_encoding_error_reaches_every_caller_of_the_pass() -> None:
-    from embeddings.batching import QueryBatcher
+    from citesearch.embeddings.batching import QueryBatcher
 
     def broken(texts: list[str]) -> np.ndarray:
         raise RuntimeError("model gone")

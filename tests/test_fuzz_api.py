@@ -8,8 +8,8 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from api.app import create_app
-from api.settings import Settings
+from citesearch.api.app import create_app
+from citesearch.api.settings import Settings
 from tests.conftest import shared_embedder
 
 # schemathesis starts the app's lifespan once (when it reads /openapi.json) and keeps it running.

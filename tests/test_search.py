@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import Embedder
-from index.articles import ArticleInput
-from index.fairness import load_reference
-from index.lexical import LEXICAL_VERSION, terms
-from index.search import HighlightMode, SearchOutcome, SearchQuery, run_search
-from index.service import IndexConfig, SearchService
-from index.store import Filters
+from citesearch.embeddings import Embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.fairness import load_reference
+from citesearch.index.lexical import LEXICAL_VERSION, terms
+from citesearch.index.search import HighlightMode, SearchOutcome, SearchQuery, run_search
+from citesearch.index.service import IndexConfig, SearchService
+from citesearch.index.store import Filters
 
 BRIDGE = ArticleInput(
     id="en-bridge",
@@ -104,7 +104,7 @@ def test_chinese_question_finds_english_answer_only_with_fairness(embedder: Embe
 
 def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: SearchService) -> None:
     """FAISS with per-language offsets plus candidate rescoring equals the brute-force fair score."""
-    from index.fairness import identify_query_language, prepare_query
+    from citesearch.index.fairness import identify_query_language, prepare_query
 
     question = "金门大桥的塔有多高？"
     out = run_search(service, SearchQuery(text=question, top_k=50, mode="dense", per_article=20))
@@ -145,7 +145,7 @@ def test_means_follow_writes_and_deletes(embedder: Embedder, tmp_path: Path) -> 
         assert set(svc.state.means.counts) == {"en"}
         # The sums are exact: after deleting everything but the bridge, the English mean is its passages' mean.
         ids, vecs, _ = next(svc.store.iter_vectors(svc.state.generation))
-        from index.fairness import PRIOR_WEIGHT
+        from citesearch.index.fairness import PRIOR_WEIGHT
 
         g = vecs.mean(axis=0)
         want = (vecs.sum(axis=0) + PRIOR_WEIGHT * g) / (len(ids) + PRIOR_WEIGHT)

@@ -23,7 +23,16 @@ def test_serve_ingest_and_search_over_loopback(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CITESEARCH_LOG_LEVEL": "info"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "citesearch.api.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            str(port),
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env=env,

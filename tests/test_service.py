@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import Embedder
-from index.articles import ArticleInput
-from index.errors import DataDirLockedError, InvalidArticleError, NotFoundError
-from index.search import SearchQuery, run_search
-from index.service import IndexConfig, SearchService
-from index.store import Filters
+from citesearch.embeddings import Embedder
+from citesearch.index.articles import ArticleInput
+from citesearch.index.errors import DataDirLockedError, InvalidArticleError, NotFoundError
+from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.service import IndexConfig, SearchService
+from citesearch.index.store import Filters
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
 

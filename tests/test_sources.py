@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from index.articles import build_article
-from index.sources import (
+from citesearch.index.articles import build_article
+from citesearch.index.sources import (
     SourceItem,
     count_sources,
     file_id,

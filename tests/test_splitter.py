@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embeddings import Embedder
-from index.splitter import CountTokens, PassageSpan, sentence_spans, split_passages
+from citesearch.embeddings import Embedder
+from citesearch.index.splitter import CountTokens, PassageSpan, sentence_spans, split_passages
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
 
