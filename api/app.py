@@ -17,7 +17,7 @@ from citesearch.api.metrics import Metrics, MetricsMiddleware
 from citesearch.api.routes import router
 from citesearch.api.settings import Settings
 from citesearch.api.state import AppState
-from citesearch.embeddings import Embedder, load_embedder
+from citesearch.embeddings import Embedder
 from citesearch.index.service import SearchService
 
 log = logging.getLogger("citesearch.api")
@@ -98,7 +98,7 @@ def create_app(
     """Build the app. The model and index load in the lifespan (in a thread when `load_in_background`,
     so /healthz answers at once and /readyz turns 200 when loading is done)."""
     settings = settings or Settings()
-    factory = embedder_factory or (lambda model: load_embedder(model))
+    factory = embedder_factory or settings.load_embedder
     state = AppState(settings=settings, metrics=Metrics())
 
     def load() -> None:

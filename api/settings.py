@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from citesearch.index.service import IndexConfig
+
+if TYPE_CHECKING:
+    from citesearch.embeddings import Embedder
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "apikey", "api-key", "test", "xxx", "todo"}
 
@@ -46,6 +49,10 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds between FAISS checkpoints after writes."
     )
     log_level: str = Field("info", description="Logging level.")
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per model call.")
+    embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="Inference precision (auto: measured best for this CPU)."
+    )
 
     @field_validator("api_key", "read_key")
     @classmethod
@@ -55,6 +62,17 @@ class Settings(BaseSettings):
         if value.lower() in _PLACEHOLDERS or len(value) < 16:
             raise ValueError("use a real secret of at least 16 characters, not a placeholder")
         return value
+
+    def load_embedder(self, model: str | None = None) -> Embedder:
+        """The embedding model named by `model` (default: the configured one), loaded with these settings."""
+        from citesearch.embeddings import load_embedder
+
+        return load_embedder(
+            model if model is not None else self.model,
+            models_dir=self.models_dir,
+            precision=self.embed_precision,
+            batch_size=self.embed_batch_size,
+        )
 
     def index_config(self) -> IndexConfig:
         """The domain's view of these settings."""

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from citesearch.embeddings import Embedder, load_embedder
-from citesearch.embeddings.embedder import ENV_BATCH_SIZE, ENV_PRECISION, PRECISIONS, default_precision
+from citesearch.embeddings.embedder import PRECISIONS, default_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval" / "xquad"
@@ -138,10 +138,8 @@ def crosslingual(
 
 def load(precision: str, batch_size: int) -> tuple[Embedder, float]:
     """A fresh default Embedder at ``precision`` and its load time in seconds."""
-    os.environ[ENV_PRECISION] = precision
-    os.environ[ENV_BATCH_SIZE] = str(batch_size)
     t = time.perf_counter()
-    emb = load_embedder()
+    emb = load_embedder(precision=precision, batch_size=batch_size)
     return emb, time.perf_counter() - t
 
 

@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for q, v in zip(qs[:200], qvecs[:200], strict=True):
             out = run_search(hnsw, SearchQuery(text=q.text, top_k=10, mode="dense", per_article=10), v)
             back += sum(1 for h in out.hits if h.passage.article_id in set(doomed))
-        kinds = {k: s.stats()["index_kind"] for k, s in services.items()}
-        n_passages = services["flat"].stats()["passages"]
+        kinds = {k: s.stats().index_kind for k, s in services.items()}
+        n_passages = services["flat"].stats().passages
         for s in services.values():
             s.close()
     result = {

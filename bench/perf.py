@@ -773,7 +773,7 @@ def build_corpora(ctx: Ctx) -> list[dict[str, Any]]:
                 batch = [a.model_copy(update={"id": f"{a.id}-c{c:03d}"}) for a in ctx.articles]
                 for i in range(0, len(batch), 64):
                     svc.upsert(batch[i : i + 64])
-            passages = int(cast("int", svc.stats()["passages"]))
+            passages = svc.stats().passages
         finally:
             svc.close()
         secs = time.perf_counter() - t
@@ -1300,10 +1300,10 @@ def section_probes(ctx: Ctx) -> None:
             svc.upsert(ctx.articles[i : i + 64])
         svc.wait_for_background(600)  # the switch starts in the background once past the threshold
         st = svc.stats()
-        out["passages"] = st["passages"]
-        out["kind_after_upserts_past_threshold"] = st["index_kind"]
+        out["passages"] = st.passages
+        out["kind_after_upserts_past_threshold"] = st.index_kind
         svc.reindex()
-        out["kind_after_reindex"] = svc.stats()["index_kind"]
+        out["kind_after_reindex"] = svc.stats().index_kind
         victims = ctx.articles[: min(10, len(ctx.articles))]
         probes: list[tuple[str, str, F32]] = []
         for a in victims:

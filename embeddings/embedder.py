@@ -9,7 +9,6 @@ import contextlib
 import math
 import os
 import re
-import sys
 import threading
 import warnings
 from pathlib import Path
@@ -27,9 +26,6 @@ from citesearch.embeddings.prepare import (
     read_manifest,
 )
 
-ENV_MODEL = "CITESEARCH_MODEL"
-ENV_BATCH_SIZE = "CITESEARCH_EMBED_BATCH_SIZE"
-ENV_PRECISION = "CITESEARCH_EMBED_PRECISION"
 PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_BATCH_SIZE = 32
 MAX_BATCH_TOKENS = 4096  # padded tokens per forward pass: bounds memory and padding waste
@@ -38,8 +34,6 @@ MAX_BATCH_TOKENS = 4096  # padded tokens per forward pass: bounds memory and pad
 SMALL_FORWARD_TOKENS = 128
 WINDOW_OVERLAP = 64
 E5_PROMPTS = ("query: ", "passage: ")
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-_USER_OFFLINE_ENV = {k: os.environ.get(k) for k in _OFFLINE_VARS}
 _torch_lock = threading.Lock()
 _torch_configured = False
 _CORES = max(1, len(os.sched_getaffinity(0)))
@@ -63,22 +57,6 @@ def _configure_torch() -> None:
         _torch_configured = True
 
 
-def _set_offline(offline: bool) -> None:
-    """Force Hugging Face offline mode for local models; restore the user's own setting for hub ids."""
-    for k in _OFFLINE_VARS:
-        user = _USER_OFFLINE_ENV[k]
-        if offline:
-            os.environ[k] = "1"
-        elif user is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = user
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:  # the library reads the variable once, at import
-        value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-        setattr(constants, "HF_HUB_OFFLINE", value.upper() in {"1", "ON", "YES", "TRUE"})  # noqa: B010
-
-
 def _cpu_has_amx_bf16() -> bool:
     """True when the CPU has AMX bf16 tiles (Sapphire Rapids and later), where bf16 beats fp32."""
     try:
@@ -96,27 +74,15 @@ def default_precision() -> str:
     return "bf16" if _cpu_has_amx_bf16() else "fp32"
 
 
-def _env_precision() -> str:
-    """Precision from env CITESEARCH_EMBED_PRECISION (fp32 | bf16 | int8 | auto), else :func:`default_precision`."""
-    value = os.environ.get(ENV_PRECISION, "").strip().lower() or "auto"
+def resolve_precision(precision: str) -> str:
+    """`auto` becomes :func:`default_precision`; anything else must be one of PRECISIONS."""
+    value = precision.strip().lower() or "auto"
     if value == "auto":
         return default_precision()
     if value not in PRECISIONS:
-        raise ModelError(f"{ENV_PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)} or auto")
-    return value
-
-
-def _env_batch_size() -> int:
-    """Batch size from env CITESEARCH_EMBED_BATCH_SIZE, else the measured default."""
-    raw = os.environ.get(ENV_BATCH_SIZE, "").strip()
-    if not raw:
-        return DEFAULT_BATCH_SIZE
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ModelError(f"{ENV_BATCH_SIZE}={raw!r}: expected a positive integer")
+        raise ModelError(
+            f"embedding precision {precision!r}: expected one of {', '.join(PRECISIONS)} or auto"
+        )
     return value
 
 
@@ -139,7 +105,7 @@ class Embedder:
     vectors are averaged and the mean is L2-normalised. Within a call, inputs are sorted by length
     so each batch pads little. Inference runs in inference mode, one forward pass at a time per
     process, on all usable cores (one core for query-sized inputs), at the precision chosen by env
-    CITESEARCH_EMBED_PRECISION (default: bf16 on AMX CPUs, else fp32); outputs are always float32.
+    the precision given to :func:`load_embedder` (auto: bf16 on AMX CPUs, else fp32); outputs are float32.
     """
 
     def __init__(
@@ -359,12 +325,12 @@ class Embedder:
         return result
 
 
-def _resolve(model: str | Path | None) -> tuple[str, Path | None]:
-    """Name the model to load: explicit argument, else env CITESEARCH_MODEL, else the prepared default."""
+def _resolve(model: str | Path | None, models_dir: Path | None) -> tuple[str, Path | None]:
+    """Name the model to load: the argument, else the prepared default under `models_dir`."""
+    if model is not None and not str(model).strip():
+        model = None
     if model is None:
-        model = os.environ.get(ENV_MODEL, "").strip() or None
-    if model is None:
-        path = default_model_path()
+        path = default_model_path(models_dir)
         if not is_prepared(path):
             raise ModelError(f"the default embedding model is not prepared at {path}: {PREPARE_HINT}")
         return str(path), path
@@ -377,20 +343,27 @@ def _resolve(model: str | Path | None) -> tuple[str, Path | None]:
     return text, None
 
 
-def load_embedder(model: str | Path | None = None) -> Embedder:
-    """Load an Embedder: None means env CITESEARCH_MODEL or the prepared default; a path or a hub id otherwise.
+def load_embedder(
+    model: str | Path | None = None,
+    *,
+    models_dir: Path | None = None,
+    precision: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Embedder:
+    """Load an Embedder: None means the prepared default under `models_dir`; a path or a hub id otherwise.
 
-    Local directories load with Hugging Face offline mode forced on (nothing touches the network);
-    a string that is not an existing path is treated as a hub id and may download.
+    Local directories load with `local_files_only` (nothing touches the network); a string that
+    is not an existing path is treated as a hub id and may download.
     """
-    name, path = _resolve(model)
+    if batch_size < 1:
+        raise ModelError(f"embedding batch size {batch_size}: expected a positive integer")
+    name, path = _resolve(model, models_dir)
     if path is not None:
         if not path.is_dir():
             raise ModelError(f"embedding model path {path} is not a directory")
         if not any(path.iterdir()):
             raise ModelError(f"embedding model directory {path} is empty")
-    _set_offline(path is not None)
-    precision, batch_size = _env_precision(), _env_batch_size()
+    precision = resolve_precision(precision)
     _configure_torch()
     try:
         with warnings.catch_warnings():
@@ -409,7 +382,7 @@ def load_embedder(model: str | Path | None = None) -> Embedder:
 
     manifest = read_manifest(path) if path is not None else None
     model_id = str(manifest["model_id"]) if manifest and manifest.get("model_id") else name
-    if path is not None and path == default_model_path().resolve() and not manifest:
+    if path is not None and path == default_model_path(models_dir).resolve() and not manifest:
         model_id = DEFAULT_MODEL_ID
     configured = dict(getattr(st, "prompts", None) or {})
     query_prompt, passage_prompt = _pick_prompts(name, configured)

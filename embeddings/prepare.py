@@ -33,10 +33,7 @@ Progress = Callable[[str, float], None]
 
 
 def default_models_dir() -> Path:
-    """Directory holding prepared models: env CITESEARCH_MODELS_DIR, else <repo root>/models."""
-    env = os.environ.get("CITESEARCH_MODELS_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
+    """Directory holding prepared models when none is configured: <repo root>/models."""
     return Path(__file__).resolve().parent.parent / "models"
 
 

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,9 @@ from citesearch.index.locks import RWLock
 from citesearch.index.splitter import split_passages
 from citesearch.index.store import ArticleRow, NewPassage, PassageRow, Store
 from citesearch.index.vectors import Manifest, VectorIndex
+
+if TYPE_CHECKING:
+    from citesearch.index.search import SearchOutcome, SearchQuery
 
 log = logging.getLogger("citesearch.index")
 
@@ -64,6 +67,20 @@ class WriteResult:
     id: str
     status: WriteStatus
     passages: int
+
+
+@dataclass(frozen=True)
+class ServiceStats:
+    """Corpus and index figures of the serving generation."""
+
+    articles: int
+    passages: int
+    index_vectors: int
+    generation: int
+    model: str
+    dim: int
+    index_kind: str
+    languages: dict[str, int]
 
 
 @dataclass
@@ -540,21 +557,27 @@ class SearchService:
         rows = rows[:limit]
         return rows, (rows[-1].id if more and rows else None)
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> ServiceStats:
         """Counts, generation and model."""
         with self.lock.read():
             st = self.state
             articles, passages = self.store.counts(st.generation)
-            return {
-                "articles": articles,
-                "passages": passages,
-                "index_vectors": st.vectors.ntotal,
-                "generation": st.generation,
-                "model": st.embedder.model_id,
-                "dim": st.embedder.dim,
-                "index_kind": st.vectors.kind,
-                "languages": dict(st.means.counts),
-            }
+            return ServiceStats(
+                articles=articles,
+                passages=passages,
+                index_vectors=st.vectors.ntotal,
+                generation=st.generation,
+                model=st.embedder.model_id,
+                dim=st.embedder.dim,
+                index_kind=st.vectors.kind,
+                languages=dict(st.means.counts),
+            )
+
+    def search(self, query: SearchQuery) -> SearchOutcome:
+        """Ranked, cited passages for a question (raises InvalidQueryError for a blank or long one)."""
+        from citesearch.index.search import run_search
+
+        return run_search(self, query)
 
     # ---- full rebuild --------------------------------------------------------------------------
     def reindex(self, embedder: Encoder | None = None, progress: Progress | None = None) -> int:

