@@ -33,10 +33,34 @@ from citesearch.api.schemas import (
     WriteResultOut,
 )
 from citesearch.index.jobs import Job
-from citesearch.index.search import SearchQuery, context_block, run_search
+from citesearch.index.search import Hit, SearchQuery
 from citesearch.index.store import Filters
 
 router = APIRouter()
+
+
+def context_block(hits: list[Hit]) -> tuple[str, list[dict[str, object]]]:
+    """A numbered context block for an LLM prompt and the matching citation list."""
+    parts: list[str] = []
+    citations: list[dict[str, object]] = []
+    for i, h in enumerate(hits, start=1):
+        p = h.passage
+        head = ", ".join(x for x in (p.title, p.source, (p.published_at or "")[:10], p.url) if x)
+        parts.append(f"[{i}] {head}\n{p.text}")
+        citations.append(
+            {
+                "label": f"[{i}]",
+                "article_id": p.article_id,
+                "passage_id": p.id,
+                "title": p.title,
+                "source": p.source,
+                "published_at": p.published_at,
+                "url": p.url,
+                "char_start": p.char_start,
+                "char_end": p.char_end,
+            }
+        )
+    return "\n\n".join(parts), citations
 
 
 # ---- health -------------------------------------------------------------------------------------
@@ -88,8 +112,7 @@ def _search(service: ServiceDep, settings: SettingsDep, req: SearchRequest) -> S
         raise ApiError(422, "validation_error", f"query is longer than {settings.max_query_chars} characters")
     if not req.query.strip():
         raise ApiError(422, "validation_error", "query is blank")
-    outcome = run_search(
-        service,
+    outcome = service.search(
         SearchQuery(
             text=req.query,
             top_k=req.top_k,

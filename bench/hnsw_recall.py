@@ -3,7 +3,7 @@
 The scale section of bench/perf.py times FAISS on synthetic vectors, whose near-ties (noisy copies
 of one vector, or a Gaussian with no topics) make recall there meaningless. Here both indexes hold
 the real XQuAD passage vectors (3,726 passages, 12 languages) and answer real questions through
-`run_search` in dense mode with fairness on: recall@10 is the share of the exact index's top 10
+`SearchService.search` in dense mode with fairness on: recall@10 is the share of the exact index's top 10
 that the HNSW index also returns. Deletes: every article in some question's top 3 is deleted
 from the HNSW service and none of its passages may come back.
 
@@ -27,7 +27,7 @@ import numpy as np
 from bench.quality import ROOT, CachingEmbedder, load
 from citesearch.embeddings import load_embedder
 from citesearch.index.articles import ArticleInput
-from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 
 
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             got: dict[str, list[int]] = {}
             for kind, svc in services.items():
                 t0 = time.perf_counter()
-                out = run_search(svc, SearchQuery(text=q.text, top_k=10, mode="dense", per_article=10), v)
+                out = svc.search(SearchQuery(text=q.text, top_k=10, mode="dense", per_article=10), v)
                 times[kind].append(time.perf_counter() - t0)
                 got[kind] = [h.passage.id for h in out.hits]
                 if kind == "hnsw":
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             hnsw.delete(article_id)
         back = 0
         for q, v in zip(qs[:200], qvecs[:200], strict=True):
-            out = run_search(hnsw, SearchQuery(text=q.text, top_k=10, mode="dense", per_article=10), v)
+            out = hnsw.search(SearchQuery(text=q.text, top_k=10, mode="dense", per_article=10), v)
             back += sum(1 for h in out.hits if h.passage.article_id in set(doomed))
         kinds = {k: s.stats().index_kind for k, s in services.items()}
         n_passages = services["flat"].stats().passages

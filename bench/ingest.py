@@ -38,12 +38,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             gen = svc.state.generation
             lengths = np.array(
-                [
-                    r[0]
-                    for r in svc.store._reader.execute(
-                        "SELECT n_tokens FROM passages WHERE generation = ?", (gen,)
-                    )
-                ]
+                [p.n_tokens for a in svc.store.article_ids() for p in svc.store.article_passages(a, gen)]
             )
             t1 = time.perf_counter()
             svc.reindex()

@@ -705,7 +705,7 @@ def section_ingest(ctx: Ctx) -> None:
 def section_peer(ctx: Ctx) -> None:
     """Single questions, interleaved: ours (hybrid and dense, in process) and txtai, same model and data."""
     from bench.txtai_peer import cosine_agreement
-    from citesearch.index.search import SearchQuery, run_search
+    from citesearch.index.search import SearchQuery
     from citesearch.index.service import IndexConfig, SearchService
 
     peer = ctx.peer
@@ -717,15 +717,15 @@ def section_peer(ctx: Ctx) -> None:
     svc = SearchService(IndexConfig(data_dir=ctx.real_dir, checkpoint_every_s=3600), ctx.embedder)
     try:
         for q in qs[:5]:
-            run_search(svc, SearchQuery(text=q))
+            svc.search(SearchQuery(text=q))
             peer.search(q, 5)
         lat: dict[str, list[float]] = {"ours_hybrid": [], "ours_dense": [], "txtai": []}
         for q in qs:
             t = time.perf_counter()
-            run_search(svc, SearchQuery(text=q, top_k=5, mode="hybrid"))
+            svc.search(SearchQuery(text=q, top_k=5, mode="hybrid"))
             lat["ours_hybrid"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            run_search(svc, SearchQuery(text=q, top_k=5, mode="dense"))
+            svc.search(SearchQuery(text=q, top_k=5, mode="dense"))
             lat["ours_dense"].append(time.perf_counter() - t)
             t = time.perf_counter()
             peer.search(q, 5)
@@ -799,7 +799,7 @@ def breakdown(ctx: Ctx, data_dir: Path, qvecs: F32) -> dict[str, Any]:
     import faiss
 
     from citesearch.index.language import detect_query_language
-    from citesearch.index.search import Mode, SearchQuery, run_search
+    from citesearch.index.search import Mode, SearchQuery
     from citesearch.index.service import IndexConfig, SearchService
 
     modes: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -809,12 +809,12 @@ def breakdown(ctx: Ctx, data_dir: Path, qvecs: F32) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         for q, v in zip(qs[:5], qvecs[:5], strict=True):
-            run_search(svc, SearchQuery(text=q), query_vector=v)
+            svc.search(SearchQuery(text=q), query_vector=v)
         lat: dict[str, list[float]] = {k: [] for k in ("hybrid", "dense", "lexical", "language")}
         for q, v in zip(qs, qvecs[:n], strict=True):
             for mode in modes:
                 t = time.perf_counter()
-                run_search(svc, SearchQuery(text=q, mode=mode), query_vector=v)
+                svc.search(SearchQuery(text=q, mode=mode), query_vector=v)
                 lat[mode].append(time.perf_counter() - t)
             t = time.perf_counter()
             detect_query_language(q, svc.state.means.languages or None)
@@ -1286,7 +1286,7 @@ def section_scale(ctx: Ctx) -> None:
 # ---- probes: the automatic switch and deletes at the service level -------------------------------
 def section_probes(ctx: Ctx) -> None:
     """Does `auto` switch to HNSW by itself, and do deleted articles stay gone (before and after a checkpoint)?"""
-    from citesearch.index.search import SearchQuery, run_search
+    from citesearch.index.search import SearchQuery
     from citesearch.index.service import IndexConfig, SearchService
 
     d = ctx.tmp / "probe"
@@ -1317,8 +1317,8 @@ def section_probes(ctx: Ctx) -> None:
             leaked = 0
             for aid, text, vec in probes:
                 for mode in ("dense", "hybrid"):
-                    hits = run_search(
-                        svc, SearchQuery(text=text[:300], top_k=10, mode=mode), query_vector=vec
+                    hits = svc.search(
+                        SearchQuery(text=text[:300], top_k=10, mode=mode), query_vector=vec
                     ).hits
                     arts = [h.passage.article_id for h in hits]
                     leaked += sum(1 for x in arts if x in gone)

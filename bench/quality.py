@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from citesearch.embeddings import Embedder, load_embedder
 from citesearch.index.articles import ArticleInput
-from citesearch.index.search import Mode, SearchQuery, run_search
+from citesearch.index.search import Mode, SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ def evaluate(
     for (q, target, span), qv in zip(questions, qvecs, strict=True):
         for mode in modes:
             sq = SearchQuery(text=q.text, top_k=10, mode=mode, per_article=per_article, fairness=fairness)
-            hits = run_search(svc, sq, query_vector=qv).hits
+            hits = svc.search(sq, query_vector=qv).hits
             rank = 0
             for h in hits:
                 p = h.passage

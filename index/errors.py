@@ -4,6 +4,7 @@ Exception tree:
 
     CitesearchError                 base of every domain error
     ├── InvalidArticleError         an article failed validation (.details: field and message)
+    ├── InvalidQueryError           a question that cannot be answered as asked (blank, too long)
     ├── SourceError                 a source file could not be read or parsed
     ├── NotFoundError               an article, job or other object does not exist
     ├── ConflictError               the operation clashes with the current state (e.g. a running job)
@@ -21,6 +22,7 @@ __all__ = [
     "ConflictError",
     "DataDirLockedError",
     "InvalidArticleError",
+    "InvalidQueryError",
     "ModelMismatchError",
     "NotFoundError",
     "SourceError",
@@ -64,3 +66,7 @@ class DataDirLockedError(ConflictError):
 
 class ModelMismatchError(CitesearchError):
     """The embedding model does not match the one the index was built with."""
+
+
+class InvalidQueryError(CitesearchError):
+    """A question that cannot be answered as asked (blank, too long, no letter or digit)."""

@@ -13,7 +13,7 @@ steps (bench/quality.py; figures in bench/results/quality.md) remove that bias:
    passages is not centred on its few topics.
 2. Language directions from a reference table. A language with few passages has a mean that is
    mostly topic, and a question may be in a language the corpus lacks. `data/<model>.npz` holds,
-   per model (`python -m index.fairness` rebuilds it; needs babel), the mean embedding of each
+   per model (`python -m citesearch.index.fairness` rebuilds it; needs babel), the mean embedding of each
    of the 47 news languages of `index/language.py` over the same ~100 short CLDR phrases
    (country, language and currency names, months and days: the same content in every language,
    so the differences between means are language, not topic). For each query the span of the
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from citesearch.index.language import NEWS_LANGUAGES, detect_query_language, primary_subtag
 from citesearch.index.vectors import LANG_SLOTS
 
 PRIOR_WEIGHT = 32.0
@@ -109,10 +110,6 @@ def _unit(v: npt.NDArray[np.floating], fallback: Vec) -> Vec:
     return (v / norm).astype(np.float32) if norm > 1e-12 else fallback
 
 
-def _primary(tag: str) -> str:
-    return tag.split("-", 1)[0].lower()
-
-
 # ---- reference language directions ----------------------------------------------------------------
 
 
@@ -129,7 +126,7 @@ class Reference:
         if not language:
             return None
         try:
-            return self.languages.index(_primary(language))
+            return self.languages.index(primary_subtag(language))
         except ValueError:
             return None
 
@@ -223,8 +220,6 @@ def identify_query_language(
     cross-lingual questions misread as English were the only ones where hybrid fell below dense.
     `lingua_guess`: lingua's unrestricted (language, confidence) for `text` when already computed.
     """
-    from citesearch.index.language import detect_query_language
-
     guess, conf = lingua_guess if lingua_guess is not None else detect_query_language(text)
     corpus = means.languages
     picked: str | None
@@ -241,7 +236,7 @@ def identify_query_language(
         picked = reference.nearest(qvec, candidates)
         if picked is None:
             picked = match_corpus_language(guess, corpus)
-    certain = picked is not None and guess is not None and _primary(picked) == guess
+    certain = picked is not None and guess is not None and primary_subtag(picked) == guess
     return picked, certain
 
 
@@ -251,7 +246,7 @@ def match_corpus_language(code: str | None, corpus: Sequence[str]) -> str | None
         return None
     if code in corpus:
         return code
-    same = sorted(c for c in corpus if _primary(c) == code)
+    same = sorted(c for c in corpus if primary_subtag(c) == code)
     return same[0] if same else code
 
 
@@ -307,7 +302,6 @@ def reference_phrases(language: str) -> list[str]:
 def build_reference(model: str | None = None) -> Path:
     """Embed the reference phrases of every news language with a model; write `data/<model>.npz`."""
     from citesearch.embeddings import load_embedder
-    from citesearch.index.language import NEWS_LANGUAGES
 
     emb = load_embedder(model)
     languages = list(NEWS_LANGUAGES)
@@ -318,5 +312,5 @@ def build_reference(model: str | None = None) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m index.fairness [MODEL]: (re)build a model's reference table
+if __name__ == "__main__":  # python -m citesearch.index.fairness [MODEL]: (re)build a model's reference table
     print(build_reference(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -23,6 +23,8 @@ import unicodedata
 import regex
 import Stemmer
 
+from citesearch.index.language import primary_subtag
+
 LEXICAL_VERSION = "2"
 """Bump whenever `terms` changes what it returns for some text: stored terms are then rewritten."""
 
@@ -79,7 +81,7 @@ _local = threading.local()  # Stemmer objects are not thread-safe: one per threa
 def _stemmer(language: str | None) -> Stemmer.Stemmer | None:
     if not language:
         return None
-    algo = SNOWBALL.get(language.split("-", 1)[0].lower())
+    algo = SNOWBALL.get(primary_subtag(language))
     if algo is None:
         return None
     cache: dict[str, Stemmer.Stemmer] | None = getattr(_local, "stemmers", None)
@@ -112,7 +114,7 @@ def terms(text: str, language: str | None = None) -> list[str]:
     st = _stemmer(language)
     if st is not None and words:
         words = st.stemWords(words)
-    if language and language.split("-", 1)[0].lower() in SYLLABIC and len(words) > 1:
+    if language and primary_subtag(language) in SYLLABIC and len(words) > 1:
         words = words + [f"{a}{JOINER}{b}" for a, b in itertools.pairwise(words)]
     if not grams:
         return words

@@ -1,24 +1,25 @@
-"""Retrieval: language-fair dense candidates and BM25 candidates, fused, one passage per article, cited.
+"""The path of a question: plan, encode, identify the language, dense, lexical, fuse, page, highlight.
 
-Dense (see `index/fairness.py`): the question is centred by its language's mean, the directions of
-the languages in play are projected out, and FAISS returns the top candidates by inner product
-with per-language offsets; those candidates are then rescored by the cosine with their centred,
-projected vectors (reconstructed from the index: a hundred vectors, never the corpus).
+`Searcher.search` runs these named stages over a read-only `Snapshot` of the serving state:
 
-Lexical: SQLite FTS5 BM25 over stemmed terms (`index/lexical.py`). In hybrid mode it only ever
-counts for passages in the question's own language, and only to reorder those passages among
-themselves: the passages of the question's language are sorted by normalised dense plus
-normalised BM25 score and take, in that order, the dense scores that language's passages had. So
-lexical evidence picks *which* same-language passages fill the places dense retrieval gave that
-language, never *how many* places it gets: it cannot push an answer in another language down.
-Measured on XQuAD (bench/quality.py): naive fusion costs the mixed-language setting 14-45 MRR
-points, this costs nothing there and gives monolingual questions +4.6.
+- plan: validate the question, size the candidate pools;
+- encode: the question's vector from the inference scheduler (questions go before write work),
+  while BM25 in the question's likely language runs on the early-lexical pool;
+- identify: the question's language (lingua, checked in embedding space; index/fairness.py);
+- dense: language-fair FAISS candidates, rescored by the cosine with their centred, projected
+  vectors (index/fairness.py);
+- lexical: SQLite FTS5 BM25 over stemmed terms (index/lexical.py); in hybrid mode only passages
+  in the question's own language count;
+- fuse: lexical evidence reorders the question-language passages among the places dense gave
+  that language, never how many places it gets, so it cannot push an answer in another language
+  down (XQuAD: naive fusion costs the mixed setting 14-45 MRR points, this costs nothing there
+  and gives monolingual questions +3.3);
+- page: recency, at most `per_article` passages per article, offset and top_k;
+- highlight: the answering sentence of each passage (index/highlights.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import math
 import time
 from collections.abc import Sequence
@@ -29,22 +30,27 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import regex
-import sentencex
 
+from citesearch.embeddings.scheduler import Priority
+from citesearch.index.dates import DAY_S, epoch_seconds
+from citesearch.index.errors import InvalidQueryError
 from citesearch.index.fairness import (
     FairQuery,
+    Reference,
     identify_query_language,
     load_reference,
     match_corpus_language,
     prepare_query,
 )
+from citesearch.index.highlights import Highlight, lexical_highlight, semantic_highlights
 from citesearch.index.language import detect_query_language
 from citesearch.index.lexical import terms
-from citesearch.index.service import SearchService, ServingState
-from citesearch.index.store import Filters, PassageRow, match_expression
+from citesearch.index.state import Core, ServingState
+from citesearch.index.store import Filters, PassageRow, Store
 
 Mode = Literal["hybrid", "dense", "lexical"]
 HighlightMode = Literal["lexical", "semantic"]
+Vec = npt.NDArray[np.float32]
 
 MIN_CANDIDATES = 100
 """Dense and lexical candidates per search (more when a deep page or per_article needs them)."""
@@ -57,6 +63,7 @@ COMMON_TERM_MIN_PASSAGES = 1_000
 """Below this many passages every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
 """Dense scores are normalised between the best and the NORM_DEPTH-th of the first FAISS candidates."""
+_HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
 @dataclass(frozen=True)
@@ -73,15 +80,6 @@ class SearchQuery:
     recency_half_life_days: float | None = None
     fairness: bool | None = None
     highlight: HighlightMode = "lexical"
-
-
-@dataclass(frozen=True)
-class Highlight:
-    """The sentence(s) of a passage that best answer the question, with offsets into the article."""
-
-    text: str
-    char_start: int
-    char_end: int
 
 
 @dataclass(frozen=True)
@@ -108,216 +106,153 @@ class SearchOutcome:
     has_more: bool
 
 
-def run_search(
-    service: SearchService, query: SearchQuery, query_vector: npt.NDArray[np.float32] | None = None
-) -> SearchOutcome:
-    """Answer a question against the serving generation (`query_vector`: its embedding, if already known)."""
-    t0 = time.perf_counter()
-    state: ServingState = service.state
-    qvec = query_vector
-    fairness = service.config.fairness if query.fairness is None else query.fairness
+@dataclass(frozen=True)
+class Plan:
+    """A validated question and the sizes its stages work with."""
+
+    query: SearchQuery
+    fairness: bool
+    k: int  # dense and lexical candidates
+    depth: int  # fused candidates whose articles are looked up for paging
+    needs_vector: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one search reads: the serving state and the store (valid under the read lock)."""
+
+    state: ServingState
+    store: Store
+    reference: Reference | None
+
+
+@dataclass(frozen=True)
+class Language:
+    """The question's language and whether lexical evidence in it can be trusted."""
+
+    code: str | None
+    certain: bool
+
+
+@dataclass(frozen=True)
+class EarlyLexical:
+    """BM25 run while the question was being encoded, in the language lingua guessed."""
+
+    state: ServingState  # the state it read: every write replaces it, so identity means "no write since"
+    language: str | None
+    guess: tuple[str | None, float]
+    scores: dict[int, float]
+
+
+@dataclass
+class Candidates:
+    """Scored candidates of every retriever, and their fused order."""
+
+    dense: dict[int, float] = field(default_factory=dict)
+    langs: dict[int, str] = field(default_factory=dict)
+    dense_order: list[int] = field(default_factory=list)
+    lexical: dict[int, float] = field(default_factory=dict)
+    fused: list[tuple[int, float]] = field(default_factory=list)
+
+
+# ---- stages -----------------------------------------------------------------------------------------
+
+
+def plan(query: SearchQuery, *, max_chars: int, fairness: bool) -> Plan:
+    """Validate the question (InvalidQueryError) and size the candidate pools."""
+    if not query.text.strip():
+        raise InvalidQueryError("query is blank")
+    if len(query.text) > max_chars:
+        raise InvalidQueryError(f"query is longer than {max_chars} characters")
+    if not _HAS_WORD.search(query.text):
+        raise InvalidQueryError("query has no letter or digit")
     need = (query.offset + query.top_k) * max(query.per_article, 1)
     k = max(MIN_CANDIDATES, need * 4)
-    early: _EarlyLexical | None = None
-    if qvec is None and (query.mode != "lexical" or query.highlight == "semantic"):
-        pending = None
-        if query.mode == "hybrid":
-            # BM25 in the question's likely language runs on the other core while the encoder runs.
-            pending = _POOL.submit(_early_lexical, service, state, query, k)
-        state, qvec = service.encode_query(query.text)
-        # Collected before taking the read lock: a writer queued between the two could otherwise
-        # hold the early search's lock request behind ours.
-        early = pending.result() if pending is not None else None
-    with service.lock.read():
-        if state is not service.state:  # a rebuild switched generations while we embedded
-            state = service.state
-            if qvec is not None:
-                qvec = state.embedder.encode_queries([query.text])[0]
-        means = state.means
-        reference = load_reference(state.embedder.model_id, state.vectors.dim) if fairness else None
-        qlang: str | None
-        if query.language:
-            qlang, certain = query.language, True
-        else:
-            qlang, certain = identify_query_language(
-                query.text, qvec, means, reference, early.guess if early is not None else None
-            )
-        allowed = None
-        if not query.filters.empty:
-            allowed = service.store.filtered_ids(state.generation, query.filters)
-        dense: dict[int, float] = {}
-        langs: dict[int, str] = {}
-        dense_order: list[int] = []
-        fair: FairQuery | None = None
-        in_play = set(query.filters.languages) if query.filters.languages else set(means.languages)
-        if qvec is not None and fairness and means.global_mean is not None and in_play != {qlang}:
-            # Only when passages of another language than the question's can compete: within one
-            # language the correction has nothing to even out (XQuAD monolingual: dense 92.7
-            # without it, 91.9 with it).
-            fair = prepare_query(qvec, qlang, means, state.vectors.lang_slots, reference)
-        if qvec is not None and query.mode != "lexical" and (allowed is None or len(allowed)):
-            dense, langs, dense_order = _dense(state, qvec, qlang, k, allowed, fair)
-        lexical: dict[int, float] = {}
-        if query.mode == "lexical" or (query.mode == "hybrid" and certain):
-            if early is not None and early.generation == state.generation and early.language == qlang:
-                lexical = early.scores
-            else:
-                lexical = _lexical(service, state, query, qlang, k)
-        if query.mode == "dense":
-            fused = _ranked(dense)
-        elif query.mode == "lexical":
-            fused = _ranked(lexical)
-        else:
-            missing = [pid for pid in lexical if pid not in dense]
-            if missing and qvec is not None:
-                try:
-                    more, more_langs = _score(state, qvec, fair, missing)
-                except RuntimeError:  # not in the index (cannot happen under the read lock)
-                    more, more_langs = {}, {}
-                dense.update(more)
-                langs.update(more_langs)
-            fused = _fuse(dense, dense_order, lexical, langs, qlang)
-        heads = service.store.passage_heads([pid for pid, _ in fused[: max(k, need * 8)]])
-        ranked = _apply_recency(fused, heads, query.recency_half_life_days)
-        picked: list[tuple[int, float]] = []
-        per_article: dict[str, int] = {}
-        for pid, score in ranked:
-            head = heads.get(pid)
-            if head is None:
-                continue
-            if per_article.get(head[0], 0) >= query.per_article:
-                continue
-            per_article[head[0]] = per_article.get(head[0], 0) + 1
-            picked.append((pid, score))
-            if len(picked) > query.offset + query.top_k:
-                break
-        page = picked[query.offset : query.offset + query.top_k]
-        rows = service.store.passages([pid for pid, _ in page])  # text is read for the page only
-    page = [(pid, score) for pid, score in page if pid in rows]
-    page_rows = [rows[pid] for pid, _ in page]
-    if query.highlight == "semantic" and qvec is not None:
-        lights = semantic_highlights(state, page_rows, qvec)
-    else:
-        lights = [highlight(r, query.text, qlang) for r in page_rows]
-    hits = [
-        Hit(
-            rank=query.offset + i + 1,
-            score=round(float(score), 6),
-            passage=row,
-            highlight=light,
-            dense_score=None if pid not in dense else round(dense[pid], 6),
-            lexical_score=None if pid not in lexical else round(lexical[pid], 6),
-        )
-        for i, ((pid, score), row, light) in enumerate(zip(page, page_rows, lights, strict=True))
-    ]
-    return SearchOutcome(
-        query=query.text,
-        hits=hits,
-        took_ms=round((time.perf_counter() - t0) * 1000, 3),
-        generation=state.generation,
-        query_language=qlang,
-        has_more=len(picked) > query.offset + query.top_k,
+    return Plan(
+        query=query,
+        fairness=fairness if query.fairness is None else query.fairness,
+        k=k,
+        depth=max(k, need * 8),
+        needs_vector=query.mode != "lexical" or query.highlight == "semantic",
     )
 
 
-def _ranked(scores: dict[int, float]) -> list[tuple[int, float]]:
-    """Best first; ties by passage id, so equal scores page the same way every time."""
-    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+def identify(snap: Snapshot, p: Plan, qvec: Vec | None, early: EarlyLexical | None) -> Language:
+    """The question's language: the caller's, else lingua's guess checked against the corpus in embedding space."""
+    if p.query.language:
+        return Language(p.query.language, True)
+    code, certain = identify_query_language(
+        p.query.text, qvec, snap.state.means, snap.reference, early.guess if early is not None else None
+    )
+    return Language(code, certain)
 
 
-def _slot_languages(state: ServingState) -> dict[int, str]:
-    """Slot -> language for slots that hold exactly one language (the last slot may be shared)."""
-    by_slot: dict[int, list[str]] = {}
-    for lang, slot in state.vectors.lang_slots.items():
-        by_slot.setdefault(slot, []).append(lang)
-    return {slot: langs[0] for slot, langs in by_slot.items() if len(langs) == 1}
+def fair_query(snap: Snapshot, p: Plan, qvec: Vec, lang: Language) -> FairQuery | None:
+    """The fairness-corrected query, when passages in another language than the question's compete.
+
+    Within one language the correction has nothing to even out (XQuAD monolingual: dense 92.7
+    without it, 91.9 with it).
+    """
+    means = snap.state.means
+    in_play = set(p.query.filters.languages) if p.query.filters.languages else set(means.languages)
+    if not p.fairness or means.global_mean is None or in_play == {lang.code}:
+        return None
+    return prepare_query(qvec, lang.code, means, snap.state.vectors.lang_slots, snap.reference)
 
 
-def _score(
-    state: ServingState, qvec: npt.NDArray[np.float32], fq: FairQuery | None, ids: Sequence[int]
+def score(
+    snap: Snapshot, qvec: Vec, fair: FairQuery | None, ids: Sequence[int]
 ) -> tuple[dict[int, float], dict[int, str]]:
-    """Dense scores of stored passages (fair cosine, or plain inner product) and their languages."""
-    vecs, slots = state.vectors.reconstruct(np.asarray(ids, dtype=np.int64))
-    by_slot = _slot_languages(state)
-    langs = [by_slot.get(int(s), "") for s in slots]
-    scores = vecs @ qvec if fq is None else fq.rescore(vecs, langs)
+    """Dense scores of indexed passages (fair cosine, or plain inner product) and their languages."""
+    vecs, slots = snap.state.vectors.reconstruct(np.asarray(ids, dtype=np.int64))
+    by_slot: dict[int, list[str]] = {}
+    for lang, slot in snap.state.vectors.lang_slots.items():
+        by_slot.setdefault(slot, []).append(lang)
+    langs = [next(iter(by_slot[int(s)])) if len(by_slot.get(int(s), ())) == 1 else "" for s in slots]
+    scores = vecs @ qvec if fair is None else fair.rescore(vecs, langs)
     return (
         {int(i): float(s) for i, s in zip(ids, scores, strict=True)},
         {int(i): lang for i, lang in zip(ids, langs, strict=True)},
     )
 
 
-def _dense(
-    state: ServingState,
-    qvec: npt.NDArray[np.float32],
-    qlang: str | None,
-    k: int,
-    allowed: npt.NDArray[np.int64] | None,
-    fair: FairQuery | None,
-) -> tuple[dict[int, float], dict[int, str], list[int]]:
-    """({passage id: dense score}, {passage id: language}, ids in FAISS order)."""
+def dense(
+    snap: Snapshot, qvec: Vec, fair: FairQuery | None, k: int, allowed: npt.NDArray[np.int64] | None
+) -> Candidates:
+    """Top-k FAISS candidates (language offsets applied when fair), rescored."""
+    vectors = snap.state.vectors
     if fair is None:
-        _, ids = state.vectors.search(qvec, k, allowed=allowed)
+        _, ids = vectors.search(qvec, k, allowed=allowed)
     else:
-        _, ids = state.vectors.search(fair.vector, k, lang_offsets=fair.offsets, allowed=allowed)
+        _, ids = vectors.search(fair.vector, k, lang_offsets=fair.offsets, allowed=allowed)
     order = [int(i) for i in ids]
-    scores, langs = _score(state, qvec, fair, order)
-    return scores, langs, order
+    scores, langs = score(snap, qvec, fair, order)
+    return Candidates(dense=scores, langs=langs, dense_order=order)
 
 
-@dataclass(frozen=True)
-class _EarlyLexical:
-    generation: int
-    language: str | None
-    guess: tuple[str | None, float]  # lingua's, reused to identify the question's language
-    scores: dict[int, float]
-
-
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="early-lexical")
-
-
-def _early_lexical(
-    service: SearchService, state: ServingState, query: SearchQuery, k: int
-) -> _EarlyLexical | None:
-    """BM25 in the language the question will most likely be given (lingua's guess, or the caller's).
-
-    Used only when the language finally chosen (with the query vector) is the same and no
-    rebuild switched generations meanwhile; otherwise the search runs BM25 again.
-    """
-    with service.lock.read():
-        if service.state is not state:
-            return None
-        guess = detect_query_language(query.text)
-        qlang = query.language or match_corpus_language(guess[0], state.means.languages)
-        return _EarlyLexical(state.generation, qlang, guess, _lexical(service, state, query, qlang, k))
-
-
-def _lexical(
-    service: SearchService, state: ServingState, query: SearchQuery, qlang: str | None, k: int
-) -> dict[int, float]:
+def lexical(snap: Snapshot, p: Plan, language: str | None) -> dict[int, float]:
     """BM25 candidates; in hybrid mode only passages in the question's language (any when unknown)."""
-    q_terms = list(dict.fromkeys(terms(query.text, qlang)))
+    q_terms = list(dict.fromkeys(terms(p.query.text, language)))
     if not q_terms:
         return {}
-    common = service.store.common_terms(q_terms, COMMON_TERM_SHARE, COMMON_TERM_MIN_PASSAGES)
+    common = snap.store.common_terms(q_terms, COMMON_TERM_SHARE, COMMON_TERM_MIN_PASSAGES)
     if common and len(common) < len(q_terms):
         q_terms = [t for t in q_terms if t not in common]
-    filters = query.filters
-    if query.mode == "hybrid" and qlang is not None:
-        if filters.languages and qlang not in filters.languages:
+    filters = p.query.filters
+    if p.query.mode == "hybrid" and language is not None:
+        if filters.languages and language not in filters.languages:
             return {}
-        filters = replace(filters, languages=(qlang,))
-    rows = service.store.lexical(match_expression(q_terms), state.generation, filters, k)
+        filters = replace(filters, languages=(language,))
+    rows = snap.store.lexical(q_terms, snap.state.generation, filters, p.k)
     return {pid: s for pid, s, _lang in rows}
 
 
-def _fuse(
-    dense: dict[int, float],
-    dense_order: list[int],
-    lexical: dict[int, float],
-    langs: dict[int, str],
-    qlang: str | None,
-) -> list[tuple[int, float]]:
+def ranked(scores: dict[int, float]) -> list[tuple[int, float]]:
+    """Best first; ties by passage id, so equal scores page the same way every time."""
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
+def fuse(c: Candidates, qlang: str | None) -> list[tuple[int, float]]:
     """Reorder the question-language passages by dense+BM25 inside the places dense gave them.
 
     The pool is every candidate in the question's language (every candidate when the language is
@@ -325,164 +260,174 @@ def _fuse(
     best lexical score and the first NORM_DEPTH dense candidates, which do not depend on how many
     candidates a deep page asks for, so pages stay consistent.
     """
-    if not lexical:
-        return _ranked(dense)
-    if not dense:
-        return _ranked(lexical)
-    head = [dense[i] for i in dense_order[:NORM_DEPTH] if i in dense] or list(dense.values())
+    if not c.lexical or not c.dense:
+        return ranked(c.dense or c.lexical)
+    head = [c.dense[i] for i in c.dense_order[:NORM_DEPTH] if i in c.dense] or list(c.dense.values())
     hi, lo = max(head), min(head)
     span = hi - lo if hi - lo > 1e-9 else 1.0
-    lmax = max(lexical.values())
+    lmax = max(c.lexical.values())
     lmax = lmax if lmax > 0 else 1.0
-    pool = [pid for pid in dense if pid in lexical or qlang is None or langs.get(pid) == qlang]
+    pool = [pid for pid in c.dense if pid in c.lexical or qlang is None or c.langs.get(pid) == qlang]
     if not pool:
-        return _ranked(dense)
-    fused_key = {
-        pid: (dense[pid] - lo) / span + LEXICAL_WEIGHT * lexical.get(pid, 0.0) / lmax for pid in pool
-    }
-    order = sorted(pool, key=lambda p: (-fused_key[p], p))
-    slots = sorted((dense[p] for p in pool), reverse=True)
-    out = dict(dense)
-    for pid, s in zip(order, slots, strict=True):
-        out[pid] = s
-    return _ranked(out)
+        return ranked(c.dense)
+    key = {pid: (c.dense[pid] - lo) / span + LEXICAL_WEIGHT * c.lexical.get(pid, 0.0) / lmax for pid in pool}
+    order = sorted(pool, key=lambda pid: (-key[pid], pid))
+    slots = sorted((c.dense[pid] for pid in pool), reverse=True)
+    out = dict(c.dense)
+    out.update(zip(order, slots, strict=True))
+    return ranked(out)
 
 
-def _apply_recency(
-    fused: list[tuple[int, float]],
-    heads: dict[int, tuple[str, str | None]],
-    half_life_days: float | None,
+def recency(
+    fused: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]], half_life_days: float | None
 ) -> list[tuple[int, float]]:
+    """Scores boosted by freshness: the bonus halves every `half_life_days` (no date: no bonus)."""
     if not half_life_days:
         return fused
-    now = dt.datetime.now(dt.UTC)
-    out: list[tuple[int, float]] = []
+    now = time.time()
+    out: dict[int, float] = {}
     for pid, s in fused:
-        head = heads.get(pid)
-        published = head[1] if head is not None else None
+        published = heads[pid][1] if pid in heads else None
         boost = 1.0
         if published:
             try:
-                when = dt.datetime.fromisoformat(published)
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=dt.UTC)
-                age = max((now - when).total_seconds() / 86400, 0.0)
+                age = max((now - epoch_seconds(published)) / DAY_S, 0.0)
                 boost = 0.5 + 0.5 * math.pow(0.5, age / half_life_days)
             except ValueError:
                 boost = 1.0
-        out.append((pid, s * boost if s >= 0 else s / boost))
-    return _ranked(dict(out))
+        out[pid] = s * boost if s >= 0 else s / boost
+    return ranked(out)
 
 
-# ---- highlights -----------------------------------------------------------------------------------
-
-_SHARED = regex.compile(r"\p{N}+|[\p{Latin}\p{N}][\p{Latin}\p{N}\p{M}]+")
-
-
-def _sentences(row: PassageRow) -> list[tuple[int, int]]:
-    """[start, end) of each non-blank sentence of a passage, relative to the passage, trimmed."""
-    return _sentences_of(row.text, row.language)
-
-
-def _sentences_of(text: str, language: str | None) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    lang = language if language and language != "und" else "en"
-    for b in sentencex.get_sentence_boundaries(lang, text):
-        start, end = int(b["start_index"]), int(b["end_index"])
-        seg = text[start:end]
-        stripped = seg.strip()
-        if not stripped:
+def page(
+    p: Plan, ranked_ids: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]]
+) -> tuple[list[tuple[int, float]], bool]:
+    """The requested page (at most `per_article` passages per article) and whether more follow."""
+    q = p.query
+    picked: list[tuple[int, float]] = []
+    per_article: dict[str, int] = {}
+    for pid, s in ranked_ids:
+        if pid not in heads or per_article.get(heads[pid][0], 0) >= q.per_article:
             continue
-        start += len(seg) - len(seg.lstrip())
-        out.append((start, start + len(stripped)))
-    return out or [(0, len(text))]
+        per_article[heads[pid][0]] = per_article.get(heads[pid][0], 0) + 1
+        picked.append((pid, s))
+        if len(picked) > q.offset + q.top_k:
+            break
+    return picked[q.offset : q.offset + q.top_k], len(picked) > q.offset + q.top_k
 
 
-@functools.lru_cache(maxsize=4096)
-def _sentence_terms(text: str, language: str) -> tuple[tuple[int, int, frozenset[str]], ...]:
-    """Each sentence of a passage with its terms; cached, since popular passages come back often."""
-    out = []
-    for start, end in _sentences_of(text, language):
-        seg = text[start:end]
-        out.append((start, end, frozenset(terms(seg, language)) | _shared_tokens(seg)))
-    return tuple(out)
+# ---- the searcher -----------------------------------------------------------------------------------
 
 
-def _shared_tokens(text: str) -> set[str]:
-    """Numbers and Latin-script words: what a question and a passage in two languages may share."""
-    return {t.casefold() for t in _SHARED.findall(text)}
+class Searcher:
+    """Answers questions against the serving generation; the service's one read path."""
 
+    def __init__(self, core: Core, pool: ThreadPoolExecutor) -> None:
+        self.core = core
+        self.pool = pool
 
-def highlight(row: PassageRow, question: str, language: str | None) -> Highlight:
-    """The passage sentence sharing the most question terms (the first sentence when none does).
-
-    Terms are stemmed in each side's language; numbers and Latin-script names also count across
-    languages, so an English passage can be highlighted for a Chinese question about "H20".
-    """
-    q = set(terms(question, language)) | _shared_tokens(question)
-    best: tuple[float, int, int] | None = None
-    for start, end, st in _sentence_terms(row.text, row.language):
-        score = len(q & st) / (1.0 + math.log1p(len(st)))
-        if best is None or score > best[0]:
-            best = (score, start, end)
-    assert best is not None
-    _, s, e = best
-    return Highlight(row.text[s:e], row.char_start + s, row.char_start + e)
-
-
-def semantic_highlights(
-    state: ServingState, rows: Sequence[PassageRow], qvec: npt.NDArray[np.float32]
-) -> list[Highlight]:
-    """For each passage, the sentence whose embedding is nearest the question's (one model call for all)."""
-    spans = [_sentences(r) for r in rows]
-    texts = [r.text[s:e] for r, sp in zip(rows, spans, strict=True) for s, e in sp]
-    if not texts:
-        return []
-    vecs = state.embedder.encode_passages(texts)
-    sims = vecs @ qvec
-    out: list[Highlight] = []
-    i = 0
-    for r, sp in zip(rows, spans, strict=True):
-        j = int(np.argmax(sims[i : i + len(sp)]))
-        s, e = sp[j]
-        out.append(Highlight(r.text[s:e], r.char_start + s, r.char_start + e))
-        i += len(sp)
-    return out
-
-
-# ---- chatbot context --------------------------------------------------------------------------------
-
-
-def context_block(hits: Sequence[Hit]) -> tuple[str, list[dict[str, object]]]:
-    """A numbered context block for an LLM prompt and the matching citation list."""
-    parts: list[str] = []
-    citations: list[dict[str, object]] = []
-    for i, h in enumerate(hits, start=1):
-        p = h.passage
-        head = ", ".join(x for x in (p.title, p.source, (p.published_at or "")[:10], p.url) if x)
-        parts.append(f"[{i}] {head}\n{p.text}")
-        citations.append(
-            {
-                "label": f"[{i}]",
-                "article_id": p.article_id,
-                "passage_id": p.id,
-                "title": p.title,
-                "source": p.source,
-                "published_at": p.published_at,
-                "url": p.url,
-                "char_start": p.char_start,
-                "char_end": p.char_end,
-            }
+    def search(self, query: SearchQuery, query_vector: Vec | None = None) -> SearchOutcome:
+        """Ranked, cited passages for a question (`query_vector`: its embedding, if already known)."""
+        t0 = time.perf_counter()
+        core = self.core
+        p = plan(query, max_chars=core.config.max_query_chars, fairness=core.config.fairness)
+        state = core.state
+        qvec, pending = query_vector, None
+        if qvec is None and p.needs_vector:
+            if query.mode == "hybrid":
+                pending = self.pool.submit(self._early_lexical, state, p)
+            qvec = core.scheduler.encode_query(state.embedder, query.text)
+        # Collected before taking the read lock: a writer queued between the two could otherwise
+        # hold the early search's lock request behind ours.
+        early = pending.result() if pending is not None else None
+        with core.lock.read():
+            snap, qvec = self._snapshot(state, p, qvec)
+            lang = identify(snap, p, qvec, early)
+            cands = self._retrieve(snap, p, qvec, lang, early)
+            heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
+            hits, has_more = page(p, recency(cands.fused, heads, query.recency_half_life_days), heads)
+            rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
+        hits = [(pid, s) for pid, s in hits if pid in rows]
+        page_rows = [rows[pid] for pid, _ in hits]
+        lights = self._highlights(snap, p, page_rows, qvec, lang)
+        return SearchOutcome(
+            query=query.text,
+            hits=[
+                Hit(
+                    rank=query.offset + i + 1,
+                    score=round(float(s), 6),
+                    passage=row,
+                    highlight=light,
+                    dense_score=round(cands.dense[pid], 6) if pid in cands.dense else None,
+                    lexical_score=round(cands.lexical[pid], 6) if pid in cands.lexical else None,
+                )
+                for i, ((pid, s), row, light) in enumerate(zip(hits, page_rows, lights, strict=True))
+            ],
+            took_ms=round((time.perf_counter() - t0) * 1000, 3),
+            generation=snap.state.generation,
+            query_language=lang.code,
+            has_more=has_more,
         )
-    return "\n\n".join(parts), citations
+
+    def _snapshot(self, state: ServingState, p: Plan, qvec: Vec | None) -> tuple[Snapshot, Vec | None]:
+        """The state to read (caller holds the read lock); re-encodes if a rebuild switched models meanwhile."""
+        current = self.core.state
+        if current.generation != state.generation and qvec is not None:
+            qvec = current.embedder.encode_queries([p.query.text])[0]
+        ref = load_reference(current.embedder.model_id, current.vectors.dim) if p.fairness else None
+        return Snapshot(current, self.core.store, ref), qvec
+
+    def _retrieve(
+        self, snap: Snapshot, p: Plan, qvec: Vec | None, lang: Language, early: EarlyLexical | None
+    ) -> Candidates:
+        """Dense and lexical candidates as the mode asks, fused."""
+        q = p.query
+        allowed = None if q.filters.empty else snap.store.filtered_ids(snap.state.generation, q.filters)
+        fair = fair_query(snap, p, qvec, lang) if qvec is not None else None
+        c = Candidates()
+        if qvec is not None and q.mode != "lexical" and (allowed is None or len(allowed)):
+            c = dense(snap, qvec, fair, p.k, allowed)
+        if q.mode == "lexical" or (q.mode == "hybrid" and lang.certain):
+            fresh = early is not None and early.state is snap.state and early.language == lang.code
+            c.lexical = early.scores if fresh and early is not None else lexical(snap, p, lang.code)
+        if q.mode == "dense":
+            c.fused = ranked(c.dense)
+        elif q.mode == "lexical" or qvec is None:
+            c.fused = ranked(c.lexical)
+        else:
+            missing = [pid for pid in c.lexical if pid not in c.dense]
+            if missing:  # BM25 found passages dense did not: give them dense scores to fuse with
+                more, more_langs = score(snap, qvec, fair, missing)
+                c.dense.update(more)
+                c.langs.update(more_langs)
+            c.fused = fuse(c, lang.code)
+        return c
+
+    def _early_lexical(self, state: ServingState, p: Plan) -> EarlyLexical | None:
+        """BM25 in the language the question will most likely be given (lingua's guess, or the caller's).
+
+        Used only when the language finally chosen (with the query vector) is the same and no
+        write changed the index meanwhile; otherwise the search runs BM25 again.
+        """
+        with self.core.lock.read():
+            if self.core.state.generation != state.generation:
+                return None
+            snap = Snapshot(self.core.state, self.core.store, None)
+            guess = detect_query_language(p.query.text)
+            qlang = p.query.language or match_corpus_language(guess[0], state.means.languages)
+            return EarlyLexical(snap.state, qlang, guess, lexical(snap, p, qlang))
+
+    def _highlights(
+        self, snap: Snapshot, p: Plan, rows: list[PassageRow], qvec: Vec | None, lang: Language
+    ) -> list[Highlight]:
+        if p.query.highlight == "semantic" and qvec is not None:
+            embedder = snap.state.embedder
+
+            def encode(texts: list[str]) -> Vec:
+                return self.core.scheduler.encode_passages(embedder, texts, Priority.QUERY)
+
+            return semantic_highlights(rows, qvec, encode)
+        return [lexical_highlight(r, p.query.text, lang.code) for r in rows]
 
 
-__all__ = [
-    "HighlightMode",
-    "Mode",
-    "SearchQuery",
-    "context_block",
-    "highlight",
-    "run_search",
-    "semantic_highlights",
-]
+__all__ = ["HighlightMode", "Hit", "Mode", "SearchOutcome", "SearchQuery", "Searcher", "plan"]

@@ -450,3 +450,9 @@ def split_passages(
         PassageSpan(text[p.units[0].start : p.units[-1].end], p.units[0].start, p.units[-1].end, p.tokens)
         for p in passages
     ]
+
+
+def sentences(text: str, language: str | None) -> list[tuple[int, int]]:
+    """[start, end) of every sentence of `text` (paragraphs first), stripped; the whole text if none."""
+    out = [s for p_start, p_end in _paragraphs(text) for s in sentence_spans(text, p_start, p_end, language)]
+    return out or [(0, len(text))]

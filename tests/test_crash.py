@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from citesearch.embeddings import Embedder
-from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def test_sigkill_mid_ingest_leaves_store_and_index_consistent(
             assert all(row.text[p.char_start : p.char_end] == p.text for p in passages)
             assert all(p.id in set(in_index.tolist()) for p in passages)
         some = sorted(acked)[0]
-        hits = run_search(svc, SearchQuery(text=svc.get_article(some)[0].text, top_k=50, per_article=1)).hits
+        hits = svc.search(SearchQuery(text=svc.get_article(some)[0].text, top_k=50, per_article=1)).hits
         assert some in {h.passage.article_id for h in hits}
     finally:
         svc.close()

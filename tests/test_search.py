@@ -13,7 +13,7 @@ from citesearch.embeddings import Embedder
 from citesearch.index.articles import ArticleInput
 from citesearch.index.fairness import load_reference
 from citesearch.index.lexical import LEXICAL_VERSION, terms
-from citesearch.index.search import HighlightMode, SearchOutcome, SearchQuery, run_search
+from citesearch.index.search import HighlightMode, SearchOutcome, SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Filters
 
@@ -92,10 +92,10 @@ def test_chinese_question_finds_english_answer_only_with_fairness(embedder: Embe
     try:
         svc.upsert([BRIDGE, *chinese_inputs()])
         for question in ("金门大桥是哪一年通车的？", "金门大桥的总工程师是谁？"):
-            fair = run_search(svc, SearchQuery(text=question, top_k=6))
+            fair = svc.search(SearchQuery(text=question, top_k=6))
             assert fair.query_language == "zh"
             assert fair.hits[0].passage.article_id == "en-bridge"
-            unfair = run_search(svc, SearchQuery(text=question, top_k=6, fairness=False))
+            unfair = svc.search(SearchQuery(text=question, top_k=6, fairness=False))
             # Without fairness every Chinese article, whatever it says, outranks the English answer.
             assert rank_of(unfair, "en-bridge") == 6
     finally:
@@ -107,7 +107,7 @@ def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: Sea
     from citesearch.index.fairness import identify_query_language, prepare_query
 
     question = "金门大桥的塔有多高？"
-    out = run_search(service, SearchQuery(text=question, top_k=50, mode="dense", per_article=20))
+    out = service.search(SearchQuery(text=question, top_k=50, mode="dense", per_article=20))
     st = service.state
     qvec = st.embedder.encode_queries([question])[0]
     ref = load_reference(st.embedder.model_id, st.vectors.dim)
@@ -166,17 +166,17 @@ def test_question_in_a_language_absent_from_the_corpus(service: SearchService) -
         "Golden Gate Köprüsü'nün baş mühendisi kimdi?",  # Turkish is not
         "¿Quién fue el ingeniero jefe del puente Golden Gate?",  # nor Spanish
     ):
-        out = run_search(service, SearchQuery(text=question, top_k=3))
+        out = service.search(SearchQuery(text=question, top_k=3))
         assert out.hits and out.hits[0].passage.article_id == "en-bridge", question
-    out = run_search(service, SearchQuery(text="Golden Gate Köprüsü'nün baş mühendisi kimdi?", top_k=3))
+    out = service.search(SearchQuery(text="Golden Gate Köprüsü'nün baş mühendisi kimdi?", top_k=3))
     assert out.query_language == "tr"
 
 
 def test_modes_differ_sensibly(service: SearchService) -> None:
     zh = "金门大桥的总工程师是谁？"
-    dense = run_search(service, SearchQuery(text=zh, top_k=5, mode="dense"))
-    lexical = run_search(service, SearchQuery(text=zh, top_k=5, mode="lexical"))
-    hybrid = run_search(service, SearchQuery(text=zh, top_k=5, mode="hybrid"))
+    dense = service.search(SearchQuery(text=zh, top_k=5, mode="dense"))
+    lexical = service.search(SearchQuery(text=zh, top_k=5, mode="lexical"))
+    hybrid = service.search(SearchQuery(text=zh, top_k=5, mode="hybrid"))
     # BM25 cannot match a Chinese question to an English passage; dense and hybrid can.
     assert rank_of(lexical, "en-bridge") is None
     assert rank_of(dense, "en-bridge") == 1 and rank_of(hybrid, "en-bridge") == 1
@@ -187,9 +187,9 @@ def test_modes_differ_sensibly(service: SearchService) -> None:
         if h.passage.language != hybrid.query_language:
             assert dense_ranks.get(h.passage.id) == h.rank
     en = "chief engineer of the Golden Gate Bridge Joseph Strauss"
-    d = run_search(service, SearchQuery(text=en, top_k=3, mode="dense"))
-    lx = run_search(service, SearchQuery(text=en, top_k=3, mode="lexical"))
-    hy = run_search(service, SearchQuery(text=en, top_k=3, mode="hybrid"))
+    d = service.search(SearchQuery(text=en, top_k=3, mode="dense"))
+    lx = service.search(SearchQuery(text=en, top_k=3, mode="lexical"))
+    hy = service.search(SearchQuery(text=en, top_k=3, mode="hybrid"))
     assert hy.query_language == "en"
     assert d.hits[0].lexical_score is None and d.hits[0].dense_score is not None
     assert lx.hits[0].dense_score is None and lx.hits[0].lexical_score is not None
@@ -197,8 +197,8 @@ def test_modes_differ_sensibly(service: SearchService) -> None:
     top = hy.hits[0]
     assert top.passage.article_id == "en-bridge" and top.dense_score is not None and top.lexical_score
     # Stemming: "engineers" matches "engineer"; a word the corpus lacks matches nothing.
-    assert rank_of(run_search(service, SearchQuery(text="engineers", mode="lexical")), "en-bridge") == 1
-    assert not run_search(service, SearchQuery(text="xylophone", mode="lexical")).hits
+    assert rank_of(service.search(SearchQuery(text="engineers", mode="lexical")), "en-bridge") == 1
+    assert not service.search(SearchQuery(text="xylophone", mode="lexical")).hits
 
 
 def test_highlight_offsets_are_exact(service: SearchService) -> None:
@@ -211,7 +211,7 @@ def test_highlight_offsets_are_exact(service: SearchService) -> None:
         ("金门大桥的塔有多高？", "semantic", "227 metres"),  # no shared term: sentence embeddings
     ]
     for question, how, expected in queries:
-        out = run_search(service, SearchQuery(text=question, top_k=5, highlight=how))
+        out = service.search(SearchQuery(text=question, top_k=5, highlight=how))
         top = out.hits[0]
         assert top.passage.article_id == "en-bridge"
         assert expected in top.highlight.text, (question, top.highlight.text)
@@ -226,13 +226,12 @@ def test_highlight_offsets_are_exact(service: SearchService) -> None:
 def test_filters_fill_top_k(service: SearchService) -> None:
     q = "When did the Golden Gate Bridge open?"
     for mode in ("hybrid", "dense", "lexical"):
-        out = run_search(service, SearchQuery(text=q, top_k=5, mode=mode, filters=Filters(sources=("a",))))
+        out = service.search(SearchQuery(text=q, top_k=5, mode=mode, filters=Filters(sources=("a",))))
         assert len(out.hits) == 5, mode
         assert {h.passage.source for h in out.hits} == {"a"}
-    zh_only = run_search(service, SearchQuery(text=q, top_k=5, filters=Filters(languages=("zh",))))
+    zh_only = service.search(SearchQuery(text=q, top_k=5, filters=Filters(languages=("zh",))))
     assert len(zh_only.hits) == 5 and {h.passage.language for h in zh_only.hits} == {"zh"}
-    recent = run_search(
-        service,
+    recent = service.search(
         SearchQuery(text=q, top_k=4, filters=Filters(published_after=1704067200.0 + 9 * 86400)),  # >= Jan 10
     )
     assert len(recent.hits) == 4
@@ -242,11 +241,11 @@ def test_filters_fill_top_k(service: SearchService) -> None:
 def test_pagination_is_stable(service: SearchService) -> None:
     q = "bridge repaired traffic workers"
     for mode in ("hybrid", "dense", "lexical"):
-        whole = run_search(service, SearchQuery(text=q, top_k=12, mode=mode))
+        whole = service.search(SearchQuery(text=q, top_k=12, mode=mode))
         pages: list[int] = []
         offset = 0
         while True:
-            out = run_search(service, SearchQuery(text=q, top_k=4, offset=offset, mode=mode))
+            out = service.search(SearchQuery(text=q, top_k=4, offset=offset, mode=mode))
             assert [h.rank for h in out.hits] == list(range(offset + 1, offset + 1 + len(out.hits)))
             pages += [h.passage.id for h in out.hits]
             if not out.has_more or offset >= 8:
@@ -277,7 +276,7 @@ def test_lexical_terms_are_rewritten_when_the_scheme_changes(embedder: Embedder,
     svc = SearchService(IndexConfig(data_dir=data), embedder)
     try:
         assert svc.store.get_meta("lexical_version") == LEXICAL_VERSION
-        out = run_search(svc, SearchQuery(text="engineers", mode="lexical"))
+        out = svc.search(SearchQuery(text="engineers", mode="lexical"))
         assert [h.passage.article_id for h in out.hits] == ["en-bridge"]
     finally:
         svc.close()
@@ -296,8 +295,8 @@ def test_lexical_run_during_encoding_gives_the_same_answer(
 ) -> None:
     """Hybrid without a query vector runs BM25 while the encoder works; the result must not change."""
     query = SearchQuery(text=question, top_k=8, per_article=3, language=language)
-    early = run_search(service, query)
-    given = run_search(service, query, query_vector=embedder.encode_queries([question])[0])
+    early = service.search(query)
+    given = service.search(query, query_vector=embedder.encode_queries([question])[0])
     assert [(h.passage.id, h.score, h.lexical_score) for h in early.hits] == [
         (h.passage.id, h.score, h.lexical_score) for h in given.hits
     ]

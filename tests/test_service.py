@@ -12,7 +12,7 @@ import pytest
 from citesearch.embeddings import Embedder
 from citesearch.index.articles import ArticleInput
 from citesearch.index.errors import DataDirLockedError, InvalidArticleError, NotFoundError
-from citesearch.index.search import SearchQuery, run_search
+from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Filters
 
@@ -65,7 +65,7 @@ def service(tmp_path: Path, embedder: Embedder) -> Iterator[SearchService]:
 
 def test_seed_is_found_by_a_chinese_question_with_exact_offsets(service: SearchService) -> None:
     service.upsert([seed_input(), *OTHERS])
-    out = run_search(service, SearchQuery(text="英伟达的H20芯片有后门吗？", top_k=3))
+    out = service.search(SearchQuery(text="英伟达的H20芯片有后门吗？", top_k=3))
     top = out.hits[0]
     assert top.passage.article_id == "nvidia-h20"
     article, _ = service.get_article("nvidia-h20")
@@ -89,7 +89,7 @@ def test_created_unchanged_updated_and_deleted(service: SearchService) -> None:
     assert stats.passages == stats.index_vectors == len(passages)
     service.delete("nvidia-h20")
     assert service.stats().index_vectors == 0
-    assert run_search(service, SearchQuery(text="H20 backdoor")).hits == []
+    assert service.search(SearchQuery(text="H20 backdoor")).hits == []
     with pytest.raises(NotFoundError):
         service.delete("nvidia-h20")
 
@@ -103,10 +103,10 @@ def test_an_invalid_article_rejects_the_whole_batch(service: SearchService) -> N
 
 def test_filters_apply_inside_retrieval(service: SearchService) -> None:
     service.upsert([seed_input(), *OTHERS])
-    out = run_search(service, SearchQuery(text="storm", top_k=5, filters=Filters(sources=("wire",))))
+    out = service.search(SearchQuery(text="storm", top_k=5, filters=Filters(sources=("wire",))))
     assert out.hits and {h.passage.source for h in out.hits} == {"wire"}
     assert len(out.hits) == 2  # both wire articles, though the seed matches the words better
-    lang = run_search(service, SearchQuery(text="NVIDIA", filters=Filters(languages=("de",))))
+    lang = service.search(SearchQuery(text="NVIDIA", filters=Filters(languages=("de",))))
     assert [h.passage.article_id for h in lang.hits] == ["football"]
 
 
@@ -138,7 +138,7 @@ def test_reindex_switches_generation_and_search_keeps_answering(service: SearchS
 
     def searcher() -> None:
         while not stop.is_set():
-            answers.append(len(run_search(service, SearchQuery(text="H20 backdoor")).hits))
+            answers.append(len(service.search(SearchQuery(text="H20 backdoor")).hits))
 
     t = threading.Thread(target=searcher)
     t.start()
@@ -151,7 +151,7 @@ def test_reindex_switches_generation_and_search_keeps_answering(service: SearchS
     after = service.stats()
     assert after.passages == before.passages == after.index_vectors
     assert answers and min(answers) >= 1
-    assert run_search(service, SearchQuery(text="H20 backdoor")).generation == gen
+    assert service.search(SearchQuery(text="H20 backdoor")).generation == gen
 
 
 def test_dense_scores_are_fair_across_languages(service: SearchService) -> None:
@@ -207,11 +207,8 @@ def test_a_failed_rebuild_leaves_the_old_generation_serving(
     assert after.generation == before.generation
     assert after.passages == before.passages == after.index_vectors
     assert service.store.get_meta("building") is None
-    rows = service.store._reader.execute(
-        "SELECT count(*) FROM passages WHERE generation != ?", (after.generation,)
-    )
-    assert rows.fetchone()[0] == 0
-    assert run_search(service, SearchQuery(text="H20 backdoor")).hits[0].passage.article_id == "nvidia-h20"
+    assert len(service.store.passage_ids(after.generation + 1)) == 0  # the failed build left nothing
+    assert service.search(SearchQuery(text="H20 backdoor")).hits[0].passage.article_id == "nvidia-h20"
 
 
 def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
@@ -226,11 +223,11 @@ def test_auto_switches_to_hnsw_past_the_threshold_and_honours_deletes(
         assert not svc.go_approximate_if_large()  # nothing left to do
         assert svc.stats().index_vectors == svc.stats().passages
         assert (
-            run_search(svc, SearchQuery(text="英伟达的H20芯片有后门吗？")).hits[0].passage.article_id
+            svc.search(SearchQuery(text="英伟达的H20芯片有后门吗？")).hits[0].passage.article_id
             == "nvidia-h20"
         )
         svc.delete("nvidia-h20")
-        hits = run_search(svc, SearchQuery(text="H20 backdoor NVIDIA", top_k=10, mode="dense")).hits
+        hits = svc.search(SearchQuery(text="H20 backdoor NVIDIA", top_k=10, mode="dense")).hits
         assert "nvidia-h20" not in {h.passage.article_id for h in hits}
     finally:
         svc.close()
@@ -251,9 +248,7 @@ def test_configured_hnsw_index_is_used_from_the_first_write_and_after_restart(
         svc.upsert([seed_input(), *OTHERS])
         assert svc.stats().index_kind == "hnsw"
         svc.delete("nvidia-h20")
-        assert all(
-            h.passage.article_id != "nvidia-h20" for h in run_search(svc, SearchQuery(text="H20")).hits
-        )
+        assert all(h.passage.article_id != "nvidia-h20" for h in svc.search(SearchQuery(text="H20")).hits)
     finally:
         svc.close()
     again = SearchService(cfg, embedder)
@@ -282,7 +277,7 @@ def test_searches_never_see_a_half_applied_update(tmp_path: Path, embedder: Embe
         def reader() -> None:
             while not stop.is_set():
                 q = SearchQuery(text="port grain railway storm", top_k=50, per_article=20)
-                out = run_search(svc, q)
+                out = svc.search(q)
                 seen.append(frozenset(h.passage.text for h in out.hits if h.passage.article_id == "flip"))
 
         t = threading.Thread(target=reader)

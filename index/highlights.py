@@ -1,0 +1,83 @@
+"""The sentence of a passage that answers: by shared terms (lexical) or by meaning (semantic).
+
+Sentences come from the splitter's own segmenter (index/splitter.py), so a highlight never cuts
+a decimal, an abbreviation or a URL that a passage boundary would respect.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import regex
+
+from citesearch.index.lexical import terms
+from citesearch.index.splitter import sentences
+from citesearch.index.store import PassageRow
+
+_SHARED = regex.compile(r"\p{N}+|[\p{Latin}\p{N}][\p{Latin}\p{N}\p{M}]+")
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """The sentence(s) of a passage that best answer the question, with offsets into the article."""
+
+    text: str
+    char_start: int
+    char_end: int
+
+
+def _shared_tokens(text: str) -> set[str]:
+    """Numbers and Latin-script words: what a question and a passage in two languages may share."""
+    return {t.casefold() for t in _SHARED.findall(text)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _sentence_terms(text: str, language: str) -> tuple[tuple[int, int, frozenset[str]], ...]:
+    """Each sentence of a passage with its terms; cached, since popular passages come back often."""
+    return tuple(
+        (start, end, frozenset(terms(text[start:end], language)) | _shared_tokens(text[start:end]))
+        for start, end in sentences(text, language)
+    )
+
+
+def _span(row: PassageRow, start: int, end: int) -> Highlight:
+    return Highlight(row.text[start:end], row.char_start + start, row.char_start + end)
+
+
+def lexical_highlight(row: PassageRow, question: str, language: str | None) -> Highlight:
+    """The passage sentence sharing the most question terms (the first sentence when none does).
+
+    Terms are stemmed in each side's language; numbers and Latin-script names also count across
+    languages, so an English passage can be highlighted for a Chinese question about "H20".
+    """
+    q = set(terms(question, language)) | _shared_tokens(question)
+    best = max(
+        _sentence_terms(row.text, row.language),
+        key=lambda s: len(q & s[2]) / (1.0 + math.log1p(len(s[2]))),
+    )  # max keeps the first of equals
+    return _span(row, best[0], best[1])
+
+
+def semantic_highlights(
+    rows: Sequence[PassageRow],
+    qvec: npt.NDArray[np.float32],
+    encode_passages: Callable[[list[str]], npt.NDArray[np.float32]],
+) -> list[Highlight]:
+    """For each passage, the sentence whose embedding is nearest the question's (one model call for all)."""
+    spans = [sentences(r.text, r.language) for r in rows]
+    texts = [r.text[s:e] for r, sp in zip(rows, spans, strict=True) for s, e in sp]
+    if not texts:
+        return []
+    sims = encode_passages(texts) @ qvec
+    out: list[Highlight] = []
+    i = 0
+    for r, sp in zip(rows, spans, strict=True):
+        j = int(np.argmax(sims[i : i + len(sp)]))
+        out.append(_span(r, *sp[j]))
+        i += len(sp)
+    return out

@@ -1,0 +1,229 @@
+"""The path of an article: validate, split, embed (behind any waiting question), commit, index.
+
+1. `validate` builds each `Article` (index/articles.py) or names every bad one by position.
+2. `prepare` splits it into passages (index/splitter.py) and embeds them through the inference
+   scheduler at write priority: questions asked meanwhile go first. No lock is held.
+3. `commit` writes articles, passages, vectors and lexical terms in one store transaction under
+   the write mutex; readers are held off only from the commit to the end of the FAISS update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from citesearch.embeddings.scheduler import Priority
+from citesearch.index.articles import Article, ArticleInput, build_article
+from citesearch.index.errors import InvalidArticleError, NotFoundError
+from citesearch.index.lexical import terms_text
+from citesearch.index.splitter import PassageSpan, split_passages
+from citesearch.index.state import Core, Encoder
+from citesearch.index.store import ArticleRow, NewPassage, StoreTransaction
+from citesearch.index.vectors import VectorIndex
+
+WriteStatus = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one article write did."""
+
+    id: str
+    status: WriteStatus
+    passages: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An article split and embedded, ready to commit."""
+
+    article: Article
+    passages: list[NewPassage]
+
+
+def now_iso() -> str:
+    """The current UTC time as stored (microseconds, Z)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def article_from_row(row: ArticleRow) -> Article:
+    """The article a stored row was built from (for re-embedding: repair and rebuilds)."""
+    inp = ArticleInput.model_validate(
+        {
+            "id": row.id,
+            "title": row.title,
+            "text": row.text,
+            "url": row.url,
+            "source": row.source,
+            "published_at": row.published_at,
+            "language": row.language,
+            "metadata": row.metadata,
+        }
+    )
+    return build_article(inp, max_bytes=len(row.text.encode()) + 1)
+
+
+def add_passages(vectors: VectorIndex, ids: Sequence[int], passages: Sequence[NewPassage]) -> None:
+    """Add committed passages to a FAISS index under their store ids."""
+    if passages:
+        vectors.add(
+            np.asarray(ids, dtype=np.int64),
+            np.vstack([p.vector for p in passages]).astype(np.float32),
+            [p.language for p in passages],
+        )
+
+
+class Writer:
+    """Creates, updates and deletes articles; each write is searchable when it returns."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def validate(self, inputs: Sequence[ArticleInput]) -> list[Article]:
+        """Build articles, or raise InvalidArticleError naming every bad one (by position)."""
+        articles: list[Article] = []
+        details: list[dict[str, object]] = []
+        for i, inp in enumerate(inputs):
+            try:
+                articles.append(build_article(inp, max_bytes=self.core.config.max_article_bytes))
+            except InvalidArticleError as exc:
+                details.extend({**d, "index": i} for d in exc.details)
+        if details:
+            raise InvalidArticleError("invalid article(s) in the batch", details=details)
+        return articles
+
+    def prepare(
+        self, articles: Sequence[Article], embedder: Encoder, priority: Priority = Priority.WRITE
+    ) -> list[Prepared]:
+        """Split and embed articles (no lock held); InvalidArticleError if one has too many passages."""
+        spans = [self._split(a, i, embedder) for i, a in enumerate(articles)]
+        flat = [s.text for ss in spans for s in ss]
+        vecs = self.core.scheduler.encode_passages(embedder, flat, priority)
+        out: list[Prepared] = []
+        k = 0
+        for a, ss in zip(articles, spans, strict=True):
+            lang = a.language or "und"
+            passages = [
+                NewPassage(
+                    j, s.char_start, s.char_end, s.n_tokens, lang, vecs[k + j], terms_text(s.text, lang)
+                )
+                for j, s in enumerate(ss)
+            ]
+            k += len(ss)
+            out.append(Prepared(a, passages))
+        return out
+
+    def _split(self, article: Article, position: int, embedder: Encoder) -> list[PassageSpan]:
+        """The article's passages, refused early when it would take more than the configured number."""
+        cfg = self.core.config
+        max_tokens = min(cfg.max_passage_tokens, embedder.max_tokens)
+        # Each passage holds at most max_tokens, so this many tokens need at least this many passages:
+        # a huge article is refused after one tokenizer call, before it is split or embedded.
+        at_least = -(-embedder.count_tokens_batch([article.text])[0] // max_tokens)
+        if at_least <= cfg.max_article_passages:
+            spans = split_passages(
+                article.text,
+                embedder.count_tokens_batch,
+                language=article.language,
+                target_tokens=min(cfg.target_tokens, max_tokens),
+                max_tokens=max_tokens,
+                overlap_sentences=cfg.overlap_sentences,
+            )
+            if len(spans) <= cfg.max_article_passages:
+                return spans
+        raise InvalidArticleError(
+            "article too long",
+            details=[
+                {
+                    "field": "text",
+                    "message": f"the text makes more than {cfg.max_article_passages} passages "
+                    "(CITESEARCH_MAX_ARTICLE_PASSAGES); split it into several articles",
+                    "index": position,
+                }
+            ],
+        )
+
+    def write(self, articles: Sequence[Article]) -> list[WriteResult]:
+        """Write validated articles: unchanged ones are no-ops, changed ones replace their passages.
+
+        The last occurrence of an id in one batch wins.
+        """
+        by_id = {a.id: a for a in articles}
+        known = self.core.store.content_hashes(by_id)
+        todo = [a for a in by_id.values() if known.get(a.id) != a.content_hash]
+        while True:
+            state = self.core.state
+            prepared = self.prepare(todo, state.embedder)
+            with self.core.write_mutex:
+                if self.core.state.generation != state.generation:  # a rebuild switched: embed again
+                    continue
+                results = {r.id: r for r in self.commit(prepared, known)}
+                break
+        for art_id in by_id.keys() - results.keys():
+            n = len(self.core.store.article_passages(art_id, state.generation))
+            results[art_id] = WriteResult(art_id, "unchanged", n)
+        return [results[a_id] for a_id in by_id]
+
+    def commit(self, prepared: Sequence[Prepared], known: dict[str, str]) -> list[WriteResult]:
+        """One store transaction, then the FAISS update; readers wait only from commit to update."""
+        if not prepared:
+            return []
+        core = self.core
+        with core.write_mutex, ExitStack() as exclusive:
+            gen = core.state.generation
+            added: list[tuple[list[int], Prepared]] = []
+            with core.store.transaction() as tx:
+                seq, now = tx.next_seq(), now_iso()
+                for p in prepared:
+                    tx.upsert_article(p.article, now=now, seq=seq)
+                    tx.delete_passages(p.article.id, gen)
+                    added.append((tx.insert_passages(p.article.id, gen, p.passages), p))
+                removed = tx.removed
+                exclusive.enter_context(core.lock.write())  # the commit and the FAISS update, together
+            self._apply(removed, added)
+        return [
+            WriteResult(p.article.id, "updated" if p.article.id in known else "created", len(p.passages))
+            for p in prepared
+        ]
+
+    def _apply(self, removed: list[int], added: list[tuple[list[int], Prepared]]) -> None:
+        """Bring the FAISS index and the means in line with a commit (caller holds the lock)."""
+        core = self.core
+        state = core.state
+        state.vectors.remove(removed)
+        for ids, p in added:
+            add_passages(state.vectors, ids, p.passages)
+        core.state = dataclasses.replace(state, means=core.means(state.generation))
+        core.mark_dirty()
+
+    def rewrite(self, row: ArticleRow) -> None:
+        """Split and embed a stored article again (repair of an article left without passages)."""
+        prepared = self.prepare([article_from_row(row)], self.core.state.embedder, Priority.REBUILD)
+        self.commit(prepared, {row.id: row.content_hash})
+
+    def delete(self, article_id: str) -> int:
+        """Delete an article and its passages; gone from search on return. Raises NotFoundError."""
+        core = self.core
+        with core.write_mutex, ExitStack() as exclusive:
+            with core.store.transaction() as tx:
+                removed = _delete_article(tx, article_id)
+                exclusive.enter_context(core.lock.write())
+            self._apply(removed, [])
+        return len(removed)
+
+
+def _delete_article(tx: StoreTransaction, article_id: str) -> list[int]:
+    removed = tx.delete_article(article_id)
+    if removed is None:
+        raise NotFoundError(f"article {article_id!r} not found")
+    tx.next_seq()
+    return removed
+
+
+__all__ = ["PassageSpan", "Prepared", "WriteResult", "Writer", "add_passages", "article_from_row", "now_iso"]

@@ -1,0 +1,160 @@
+"""The inference scheduler: questions go before queued write work, passes are shared, results exact."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from citesearch.embeddings import Embedder
+from citesearch.embeddings.scheduler import InferenceScheduler, Priority, SchedulerClosedError
+from tests.fakes import FakeEncoder
+
+
+class GatedEncoder(FakeEncoder):
+    """Holds its first passage pass until released, so a test can queue work behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def encode_passages(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(60)
+        return super().encode_passages(texts)
+
+
+@pytest.fixture
+def scheduler() -> Iterator[InferenceScheduler]:
+    s = InferenceScheduler()
+    yield s
+    s.close()
+
+
+def _passages(n: int) -> list[str]:
+    return [f"passage {i} about the bridge over river {i % 7} " * 20 for i in range(n)]
+
+
+def test_questions_overtake_queued_write_slices(scheduler: InferenceScheduler) -> None:
+    enc = GatedEncoder()
+    texts = _passages(24)
+    writes: dict[str, npt.NDArray[np.float32]] = {}
+    writer = threading.Thread(target=lambda: writes.setdefault("v", scheduler.encode_passages(enc, texts)))
+    writer.start()
+    assert enc.entered.wait(60)  # the first slice is running; the rest wait
+    n_slices = len(scheduler._slice(enc.count_tokens_batch(texts)))
+    assert n_slices >= 3
+    answers: dict[int, npt.NDArray[np.float32]] = {}
+    askers = [
+        threading.Thread(
+            target=lambda i=i: answers.setdefault(i, scheduler.encode_query(enc, f"question {i}"))
+        )
+        for i in range(5)
+    ]
+    for t in askers:
+        t.start()
+    assert scheduler.wait_queued(queries=5, slices=n_slices - 1)
+    enc.release.set()
+    for t in [writer, *askers]:
+        t.join(60)
+    # The slice in progress, then all five questions in one pass, then the rest of the write.
+    assert enc.calls[0][0] == "passages"
+    assert enc.calls[1] == ("queries", 5)
+    assert all(kind == "passages" for kind, _ in enc.calls[2:])
+    assert scheduler.stats.queries_ahead_of_writes == 1
+    assert np.allclose(writes["v"], FakeEncoder().encode_passages(texts))
+    for i in range(5):
+        assert np.allclose(answers[i], FakeEncoder().encode_queries([f"question {i}"])[0])
+
+
+def test_live_writes_go_before_a_rebuild(scheduler: InferenceScheduler) -> None:
+    enc = GatedEncoder()
+    rebuild_texts, live_texts = _passages(12), ["live passage " * 10]
+    done: list[str] = []
+
+    def run(name: str, texts: list[str], priority: Priority) -> None:
+        scheduler.encode_passages(enc, texts, priority)
+        done.append(name)
+
+    rebuild = threading.Thread(target=run, args=("rebuild", rebuild_texts, Priority.REBUILD))
+    rebuild.start()
+    assert enc.entered.wait(60)
+    live = threading.Thread(target=run, args=("live", live_texts, Priority.WRITE))
+    live.start()
+    assert scheduler.wait_queued(slices=2)
+    enc.release.set()
+    rebuild.join(60)
+    live.join(60)
+    assert done == ["live", "rebuild"]
+
+
+def test_slices_respect_the_token_budget(scheduler: InferenceScheduler) -> None:
+    enc = FakeEncoder()
+    texts = _passages(40)
+    tokens = enc.count_tokens_batch(texts)
+    slices = scheduler._slice(tokens)
+    assert sorted(i for idx, _ in slices for i in idx) == list(range(40))
+    for idx, width in slices:
+        assert width == max(tokens[i] for i in idx)
+        assert len(idx) == 1 or width * len(idx) <= scheduler.slice_tokens()
+
+
+def test_concurrent_questions_share_a_pass_with_the_real_model(
+    scheduler: InferenceScheduler, embedder: Embedder
+) -> None:
+    """16 questions at once: the first alone, the 15 queued behind it together; same vectors."""
+    questions = [f"What happened to bridge number {i} in {1900 + 7 * i}?" for i in range(16)]
+    gate = GatedEncoder()  # occupies the worker with one passage slice while the questions queue
+    blocker = threading.Thread(target=lambda: scheduler.encode_passages(gate, ["hold"]))
+    blocker.start()
+    assert gate.entered.wait(60)
+    got: dict[int, npt.NDArray[np.float32]] = {}
+    askers = [
+        threading.Thread(target=lambda i=i: got.setdefault(i, scheduler.encode_query(embedder, questions[i])))
+        for i in range(16)
+    ]
+    for t in askers:
+        t.start()
+    assert scheduler.wait_queued(queries=16)
+    gate.release.set()
+    for t in [blocker, *askers]:
+        t.join(60)
+    assert scheduler.stats.query_passes == 1 and scheduler.stats.queries == 16
+    alone = embedder.encode_queries(questions)
+    for i in range(16):
+        assert float(got[i] @ alone[i]) > 0.999
+
+
+def test_sliced_passages_equal_one_call_with_the_real_model(
+    scheduler: InferenceScheduler, embedder: Embedder
+) -> None:
+    texts = [
+        f"The bridge {i} was opened in {1900 + i} after {i + 2} years of work. " * (1 + i % 9)
+        for i in range(20)
+    ]
+    sliced = scheduler.encode_passages(embedder, texts)
+    assert scheduler.stats.write_slices > 1
+    whole = embedder.encode_passages(texts)
+    assert float(np.min(np.sum(sliced * whole, axis=1))) > 0.999
+
+
+def test_an_encoding_error_reaches_every_caller_of_the_pass(scheduler: InferenceScheduler) -> None:
+    class Broken(FakeEncoder):
+        def encode_queries(self, texts: list[str]) -> npt.NDArray[np.float32]:
+            raise RuntimeError("model gone")
+
+    with pytest.raises(RuntimeError, match="model gone"):
+        scheduler.encode_query(Broken(), "anything")
+    assert scheduler.encode_query(FakeEncoder(), "still serving").shape == (32,)
+
+
+def test_closed_scheduler_refuses_work() -> None:
+    s = InferenceScheduler()
+    s.close()
+    with pytest.raises(SchedulerClosedError):
+        s.encode_query(FakeEncoder(), "late")
