@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -347,7 +348,7 @@ class Soak:
         self.port = port
         self.t_start = time.perf_counter()
         self.samples: list[Sample] = []
-        self.phase = "startup"
+        self.phase = self.last_phase = "startup"
         self.phases: list[dict[str, Any]] = []
         self.rss: list[tuple[float, float, str]] = []
         self.server_cpu: list[tuple[float, float]] = []
@@ -430,7 +431,7 @@ class Soak:
     def phase_window(self, name: str, readers: int, writers: int) -> Iterator[dict[str, Any]]:
         """Label requests and RSS samples with `name`; record the window, CPU use and load."""
         self.alive()
-        self.phase = name
+        self.phase = self.last_phase = name
         info: dict[str, Any] = {
             "name": name,
             "readers": readers,
@@ -1232,10 +1233,11 @@ def run(plan: Plan, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if soak.writers:
                 soak.phase_timed("memory_soak", args.soak_seconds, 1, soak.writers)
             soak.phase_verify()
-        except (ServerDied, RuntimeError, OSError) as exc:
-            results["aborted"] = f"{type(exc).__name__}: {exc}"
-            log(f"aborted: {exc}")
+        except Exception as exc:  # keep what was measured: the report says where and why it stopped
+            results["aborted"] = f"{type(exc).__name__}: {exc} (in phase {soak.last_phase})"
+            results["traceback"] = traceback.format_exc()[-4000:]
             results["server_log_tail"] = _log_tail(tmp / "server.log")
+            log(f"aborted: {results['aborted']}")
         finally:
             soak.stop_sampler.set()
             sampler.join(timeout=5)
