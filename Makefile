@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DATA_DIR ?= data
 
-.PHONY: setup run test lint bench bench-quality clean
+.PHONY: setup run test lint bench soak bench-quality clean
 
 # Idempotent: venv, torch (CPU build, first), pinned dependencies, then the offline model.
 setup: $(VENV)/.deps-installed
@@ -34,6 +34,11 @@ lint: $(VENV)/.deps-installed
 bench: setup
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench.run_all
+
+# Issue #10's soak (~17 min on 2 cores; run it on a quiet machine). SOAK_ARGS=--quick for a smoke run.
+soak: setup
+	$(BIN)/python -m pip install -q -c constraints.txt matplotlib
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache .pytest_cache
