@@ -60,6 +60,7 @@ class _Task:
     order: int
     is_query: bool = False
     tokens: int = 0
+    slices_at_submit: int = 0
     result: Vectors | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -82,6 +83,9 @@ class SchedulerStats:
     passages: int = 0
     queries_ahead_of_writes: int = 0
     """Passes of questions run while write slices were waiting: the scheduling at work."""
+    slices_started: int = 0
+    max_slices_waited: int = 0
+    """Most write slices started while any one question waited (1 at most: the one in progress)."""
 
 
 class SchedulerClosedError(RuntimeError):
@@ -162,6 +166,7 @@ class InferenceScheduler:
             if self._closed:
                 raise SchedulerClosedError("the inference scheduler is closed")
             for t in tasks:
+                t.slices_at_submit = self.stats.slices_started
                 (self._queries if t.is_query else self._slices).append(t)
             self._slices.sort(key=lambda t: (t.priority, t.order))
             self._cond.notify_all()
@@ -180,7 +185,10 @@ class InferenceScheduler:
                 self._queries = [t for t in self._queries if t not in batch]
                 if any(t.priority > Priority.QUERY for t in self._slices):
                     self.stats.queries_ahead_of_writes += 1
+                waited = max(self.stats.slices_started - t.slices_at_submit for t in batch)
+                self.stats.max_slices_waited = max(self.stats.max_slices_waited, waited)
                 return batch
+            self.stats.slices_started += 1
             return [self._slices.pop(0)]
 
     def _run(self) -> None:

@@ -57,12 +57,18 @@ class Rebuilder:
 
     def _build(self, ids: Sequence[str], gen: int, embedder: Encoder, vectors: VectorIndex) -> None:
         """Split, embed and store one batch of articles into generation `gen`."""
-        rows = [r for r in (self.core.store.get_article(a) for a in ids) if r is not None]
+        store = self.core.store
+        rows = [r for r in (store.get_article(a) for a in ids) if r is not None]
         prepared = self.writer.prepare([article_from_row(r) for r in rows], embedder, Priority.REBUILD)
-        with self.core.write_mutex, self.core.store.transaction() as tx:
-            for p in prepared:
-                vectors.remove(tx.delete_passages(p.article.id, gen))
-                add_passages(vectors, tx.insert_passages(p.article.id, gen, p.passages), p.passages)
+        with self.core.write_mutex:
+            # Embedding ran without a lock: skip what a writer deleted or changed meanwhile (the
+            # catch-up before the switch rebuilds the changed ones from their new text).
+            current = store.content_hashes([p.article.id for p in prepared])
+            with store.transaction() as tx:
+                for p in prepared:
+                    vectors.remove(tx.delete_passages(p.article.id, gen))
+                    if current.get(p.article.id) == p.article.content_hash:
+                        add_passages(vectors, tx.insert_passages(p.article.id, gen, p.passages), p.passages)
 
     def _switch(self, new_gen: int, start_seq: int, embedder: Encoder, vectors: VectorIndex) -> None:
         """Catch up with the writes made during the build, then serve the new generation."""
