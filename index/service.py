@@ -58,6 +58,7 @@ class IndexConfig:
     approx_threshold: int = 80_000
     checkpoint_every_s: float = 10.0
     fairness: bool = True
+    max_article_passages: int = 256
 
 
 @dataclass(frozen=True)
