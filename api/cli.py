@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from citesearch.api.settings import Settings
+from citesearch.api.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from citesearch.embeddings import Embedder
@@ -71,17 +72,16 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (CITESEARCH_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (CITESEARCH_PORT).")] = None,
 ) -> None:
-    """Serve the HTTP API (an empty data dir starts empty)."""
-    import uvicorn
-
+    """Serve the HTTP API (an empty data dir starts empty), with the configured timeouts and cap."""
     from citesearch.api.app import create_app
+    from citesearch.api.server import serve as run_server
 
     settings = _settings(data_dir)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app_ = create_app(settings, load_in_background=True)
-    uvicorn.run(app_, host=host or settings.host, port=port or settings.port, log_level=settings.log_level)
+    run_server(app_, settings, host or settings.host, port or settings.port)
 
 
 @app.command()
@@ -156,15 +156,16 @@ def search(
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON response.")] = False,
 ) -> None:
-    """Answer a question from the command line."""
-    from citesearch.api.routes import _search
-    from citesearch.api.schemas import SearchRequest
+    """Answer a question from the command line (the API's validation and response)."""
+    from citesearch.api import presenters
+    from citesearch.api.schemas import SearchRequest, query_limit
 
     settings = _settings(data_dir)
+    with query_limit(settings.max_query_chars):
+        req = SearchRequest.model_validate({"query": query, "top_k": top_k, "mode": mode})
     service = _service(settings)
     try:
-        req = SearchRequest.model_validate({"query": query, "top_k": top_k, "mode": mode})
-        resp = _search(service, settings, req)
+        resp = presenters.search_response(req, service.search(presenters.search_query(req)))
     finally:
         service.close()
     if as_json:
@@ -242,15 +243,42 @@ def model_prepare(
     console.print(f"model ready: {path}")
 
 
+def _setting_name(field: object) -> str:
+    return f"{ENV_PREFIX}{str(field).upper()}"
+
+
+def error_line(exc: Exception) -> str:
+    """One line for an error that stops a command; settings are named by their variable, values never shown."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(exc, ValidationError):
+        is_settings = exc.title == Settings.__name__
+        parts = []
+        for e in exc.errors(include_input=False, include_url=False):
+            loc = e["loc"]
+            name = _setting_name(loc[0]) if is_settings and loc else ".".join(str(x) for x in loc)
+            parts.append(f"{name}: {e['msg'].removeprefix('Value error, ')}")
+        return "; ".join(parts)
+    if isinstance(exc, SettingsError):
+        field = re.search(r'field "(\w+)"', str(exc))
+        return f"{_setting_name(field.group(1))}: cannot be parsed" if field else "invalid settings"
+    return " ".join(str(exc).split())
+
+
 def main() -> None:
-    """Entry point of the `citesearch` script: domain errors become one clear line and exit code 2."""
+    """Entry point of the `citesearch` script: bad settings and domain errors become one clear line
+    on stderr and exit code 2 (no traceback, no setting's value)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from citesearch.embeddings import ModelError
     from citesearch.index.errors import CitesearchError
 
     try:
         app()
-    except (CitesearchError, ModelError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (CitesearchError, ModelError, ValidationError, SettingsError) as exc:
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         sys.exit(2)
 
 
