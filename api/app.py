@@ -96,19 +96,27 @@ class RequestLimitsMiddleware:
 
 
 class CitesearchAPI(FastAPI):
-    """FastAPI whose OpenAPI lists the models this server can reindex with (the models directory)."""
+    """FastAPI whose OpenAPI states this server's own limits and the models it can reindex with."""
 
     def openapi(self) -> dict[str, Any]:
-        """The schema, built once; `ReindexRequest.model` enumerates the allowed model names."""
+        """The schema, built once, with the configured limits (`max_batch`, `max_query_chars`) and the
+        names `ReindexRequest.model` accepts (the models directory), so that it is exact."""
         if self.openapi_schema is None:
-            schema = super().openapi()
             state: AppState = self.state.citesearch
-            names: list[str] = state.settings.reindex_models()
-            model = schema["components"]["schemas"]["ReindexRequest"]["properties"]["model"]
-            model["anyOf"] = (
-                [{"type": "string", "enum": names}, {"type": "null"}] if names else [{"type": "null"}]
-            )
+            _declare_settings(super().openapi(), state.settings)
         return self.openapi_schema or {}
+
+
+def _declare_settings(schema: dict[str, Any], settings: Settings) -> None:
+    components = schema["components"]["schemas"]
+    components["ArticlesIn"]["properties"]["articles"]["maxItems"] = settings.max_batch
+    components["SearchRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
+    for parameter in schema["paths"]["/v1/search"]["get"]["parameters"]:
+        if parameter["name"] == "q":
+            parameter["schema"]["maxLength"] = settings.max_query_chars
+    names = settings.reindex_models()
+    model = components["ReindexRequest"]["properties"]["model"]
+    model["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}] if names else [{"type": "null"}]
 
 
 def _public_load_error(exc: Exception) -> str:

@@ -5,7 +5,6 @@ Every status a route can answer is declared in its `responses=` (all with the er
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -26,6 +25,7 @@ from citesearch.api.schemas import (
     ArticleOut,
     ArticlesIn,
     ArticlesWritten,
+    Day,
     JobAccepted,
     JobOut,
     ReindexRequest,
@@ -106,15 +106,16 @@ def _get_request(fields: dict[str, Any]) -> SearchRequest:
 
 @router.get("/v1/search", tags=["search"], dependencies=[ReadAuth], responses=error_responses(401, 422, 503))
 def search_get(
+    *,
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra=QUERY_FIELD_SCHEMA)],
     top_k: Annotated[int, Query(ge=1, le=50)] = 5,
     mode: Annotated[str, Query(pattern="^(hybrid|dense|lexical)$")] = "hybrid",
     offset: Annotated[int, Query(ge=0, le=1000)] = 0,
-    language: Annotated[list[str] | None, Query(max_length=50)] = None,
-    source: Annotated[list[str] | None, Query(max_length=100)] = None,
-    published_after: dt.date | None = None,
-    published_before: dt.date | None = None,
+    language: Annotated[list[str], Query(max_length=50, default_factory=list)],
+    source: Annotated[list[str], Query(max_length=100, default_factory=list)],
+    published_after: Day | None = None,
+    published_before: Day | None = None,
     context: bool = False,
     highlight: Annotated[str, Query(pattern="^(lexical|semantic)$")] = "lexical",
 ) -> SearchResponse:
@@ -128,8 +129,8 @@ def search_get(
             "context": context,
             "highlight": highlight,
             "filters": {
-                "language": language or [],
-                "source": source or [],
+                "language": language,
+                "source": source,
                 "published_after": published_after,
                 "published_before": published_before,
             },

@@ -8,6 +8,7 @@ checked here so that the API and the CLI refuse the same questions with the same
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,11 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
-    StrictInt,
     field_validator,
 )
 
@@ -53,8 +54,28 @@ def _utf8(value: str) -> str:
     return value
 
 
+def _integral(value: object) -> object:
+    """A float with no fraction is the integer JSON Schema says it is (5.0 == 5); nothing else converts."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, Field(strict=True), BeforeValidator(_integral)]
+"""An integer from JSON: 5 or 5.0, never "5", true or 1.5."""
 Utf8Str = Annotated[str, AfterValidator(_utf8)]
 """A string that can be stored and searched (no unpaired surrogate, which JSON escapes can carry)."""
+
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _full_date(value: object) -> object:
+    """Only "YYYY-MM-DD" (RFC 3339 full-date, as the schema says): no numbers, no datetimes."""
+    if isinstance(value, dt.date) or (isinstance(value, str) and _FULL_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+Day = Annotated[dt.date, BeforeValidator(_full_date)]
+"""A calendar day, given as "YYYY-MM-DD"."""
 
 
 def check_query(value: str) -> str:
@@ -151,8 +172,8 @@ class SearchFilters(BaseModel):
     language: list[Utf8Str] = Field(default_factory=list, max_length=50)
     source: list[Utf8Str] = Field(default_factory=list, max_length=100)
     article_id: list[Utf8Str] = Field(default_factory=list, max_length=1000)
-    published_after: dt.date | None = Field(None, description="On or after this day (UTC).")
-    published_before: dt.date | None = Field(None, description="On or before this day (UTC).")
+    published_after: Day | None = Field(None, description="On or after this day (UTC).")
+    published_before: Day | None = Field(None, description="On or before this day (UTC).")
 
 
 class SearchRequest(BaseModel):
@@ -168,11 +189,11 @@ class SearchRequest(BaseModel):
         description="The question, in any language: at least one letter or digit.",
         json_schema_extra=QUERY_FIELD_SCHEMA,
     )
-    top_k: StrictInt = Field(5, ge=1, le=50)
+    top_k: JsonInt = Field(5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    offset: StrictInt = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
-    per_article: StrictInt = Field(1, ge=1, le=20, description="Most passages returned from one article.")
+    offset: JsonInt = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
+    per_article: JsonInt = Field(1, ge=1, le=20, description="Most passages returned from one article.")
     query_language: Utf8Str | None = Field(
         None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
     )

@@ -18,8 +18,9 @@ Decisions:
   Title and source are stripped of surrounding whitespace; empty ones become None.
 - A URL is an absolute http(s) URL without spaces or control characters, with an ASCII or
   letter/digit host and a port of 0-65535 (`URL_PATTERN`, which the JSON schema publishes as is).
-- The language is normalised BCP-47 ("pt-BR", "zh"; `LANGUAGE_PATTERN`); absent (or "und"), it is
-  detected from the text and may stay None when the detector is unsure.
+- The language is normalised BCP-47 ("pt-BR", "zh"; the common shapes of `LANGUAGE_PATTERN`, up to 35
+  characters); absent (or "und"), it is detected from the text and may stay None when the detector
+  is unsure.
 - Every pattern the JSON schema publishes is exactly the rule applied here, so a generated
   request that matches the schema is accepted and one that does not is refused.
 - Format and type errors are raised by `ArticleInput` (pydantic ValidationError); the checks that
@@ -95,17 +96,19 @@ _URL_CHAR = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3
 _PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 URL_PATTERN = (
     rf"^{_EDGE_SPACE}(?:[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9._~!$&'()*+,;=%:-]*@)?"
-    rf"[\p{{L}}\p{{N}}\p{{M}}._~!$&'()*+,;=%-]+(?::{_PORT})?(?:[/?#]{_URL_CHAR}*)?{_EDGE_SPACE})?$"
+    rf"[\p{{L}}\p{{N}}._~!$&'()*+,;=%-]+(?::{_PORT})?(?:[/?#]{_URL_CHAR}*)?{_EDGE_SPACE})?$"
 )
 _URL_RE = regex.compile(URL_PATTERN)
 _SEP = "[-_]"
 LANGUAGE_PATTERN = (
-    rf"^{_EDGE_SPACE}(?:[A-Za-z]{{2,3}}(?:{_SEP}[A-Za-z]{{3}}){{0,3}}(?:{_SEP}[A-Za-z]{{4}})?"
-    rf"(?:{_SEP}(?:[A-Za-z]{{2}}|[0-9]{{3}}))?(?:{_SEP}(?:[A-Za-z0-9]{{5,8}}|[0-9][A-Za-z0-9]{{3}}))*"
-    rf"(?:{_SEP}[A-WYZa-wyz0-9](?:{_SEP}[A-Za-z0-9]{{2,8}})+)*(?:{_SEP}[Xx](?:{_SEP}[A-Za-z0-9]{{1,8}})+)?"
-    rf"|[Xx](?:{_SEP}[A-Za-z0-9]{{1,8}})+){_EDGE_SPACE}$"
+    rf"^{_EDGE_SPACE}(?:[A-Za-z]{{2,3}}(?:{_SEP}[A-Za-z]{{3}})?(?:{_SEP}[A-Za-z]{{4}})?"
+    rf"(?:{_SEP}(?:[A-Za-z]{{2}}|[0-9]{{3}}))?(?:{_SEP}(?:[A-Za-z0-9]{{5,8}}|[0-9][A-Za-z0-9]{{3}}))?"
+    rf"(?:{_SEP}[Xx]{_SEP}[A-Za-z0-9]{{1,8}})?|[Xx](?:{_SEP}[A-Za-z0-9]{{1,8}}){{1,3}}){_EDGE_SPACE}$"
 )
-"""A BCP-47 tag as `normalize_language_tag` reads it ('_' or '-' between subtags)."""
+"""The BCP-47 tags accepted: language, then optionally an extlang, a script, a region, one variant and
+one private-use subtag ('_' or '-' between them), or a private-use tag. A subset of what
+`normalize_language_tag` reads (no extensions, one variant) whose repetitions are bounded, so that
+a schema-driven generator can produce tags of a given length."""
 _LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
 # What str.isspace() calls white space: a metadata key must hold something else.
 _NOT_SPACE = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
@@ -298,9 +301,12 @@ class ArticleInput(BaseModel):
         description="BCP-47 language tag of the text (e.g. en, zh, pt-BR); detected when absent.",
         examples=["en"],
     )
-    metadata: Annotated[dict[str, MetadataValue], WithJsonSchema(_METADATA_SCHEMA)] = Field(
+    metadata: Annotated[
+        dict[str, MetadataValue], WithJsonSchema({"anyOf": [_METADATA_SCHEMA, {"type": "null"}]})
+    ] = Field(
         default_factory=dict,
-        description="Flat key -> value pairs (string, number or boolean); nested values are refused.",
+        description="Flat key -> value pairs (string, number or boolean); nested values are refused; "
+        "null is none.",
         examples=[{"section": "technology", "paywalled": False}],
     )
 

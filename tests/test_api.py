@@ -223,7 +223,6 @@ def test_a_body_without_a_json_content_type_is_malformed_json(client: TestClient
     [
         {"query": "H20", "top_k": "5"},
         {"query": "H20", "top_k": True},
-        {"query": "H20", "top_k": 5.0},
         {"query": "H20", "offset": 1.5},
         {"query": "H20", "offset": "1"},
         {"query": "H20", "context": "yes"},
@@ -242,6 +241,28 @@ def test_numbers_and_booleans_are_strict_in_json_bodies(client: TestClient, payl
 def test_query_string_parameters_are_still_parsed_from_text(client: TestClient) -> None:
     params = {"q": "H20", "top_k": "2", "offset": "0", "context": "true"}
     assert client.get("/v1/search", params=params).status_code == 200
+    # JSON Schema's integers include 2.0, so the body takes it too.
+    assert client.post("/v1/search", json={"query": "H20", "top_k": 2.0}).status_code == 200
+
+
+@pytest.mark.parametrize("day", [0, 20240101, "20240101", "2024-01-01T00:00:00", "2024-W01-1", True])
+def test_filter_days_are_yyyy_mm_dd_only(client: TestClient, day: object) -> None:
+    body = {"query": "H20", "filters": {"published_after": day}}
+    assert_error(client.post("/v1/search", json=body), 422, "validation_error")
+    if isinstance(day, str):
+        assert_error(client.get("/v1/search", params={"q": "H20", "published_before": day}), 422)
+    assert client.get("/v1/search", params={"q": "H20", "published_before": "2024-01-01"}).status_code == 200
+
+
+def test_the_openapi_schema_states_the_configured_limits(tmp_path: Path, embedder: Embedder) -> None:
+    with make_client(tmp_path, embedder, max_batch=3, max_query_chars=10) as c:
+        spec = c.get("/openapi.json").json()
+        assert_error(c.post("/v1/articles", json={"articles": [{"text": f"t{i}"} for i in range(4)]}), 422)
+    schemas = spec["components"]["schemas"]
+    assert schemas["ArticlesIn"]["properties"]["articles"]["maxItems"] == 3
+    assert schemas["SearchRequest"]["properties"]["query"]["maxLength"] == 10
+    q = next(p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q")
+    assert q["schema"]["maxLength"] == 10
 
 
 @pytest.mark.parametrize("query", ["   ", "\u200b\u200d\ufeff", "🙂🚀", "?!… —", "\u200b🙂 \u2060"])
