@@ -19,7 +19,9 @@ from citesearch.api.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from citesearch.embeddings import Embedder
+    from citesearch.index.articles import ArticleInput
     from citesearch.index.service import SearchService
+    from citesearch.index.sources import SourceItem
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ranked, cited passages from news articles."
@@ -84,6 +86,60 @@ def serve(
     run_server(app_, settings, host or settings.host, port or settings.port)
 
 
+Counts = dict[str, int]
+
+
+def _write(service: SearchService, pending: list[tuple[str, ArticleInput]], counts: Counts) -> None:
+    """Validate each pending article on its own (a bad one is reported, not fatal), write the rest."""
+    from citesearch.index.errors import InvalidArticleError
+
+    good = []
+    for origin, inp in pending:
+        try:
+            good.append(service.validate([inp])[0])
+        except InvalidArticleError as exc:
+            counts["failed"] += 1
+            console.print(f"[red]invalid[/red] {origin}: {exc} {exc.details}")
+    for r in service.write_articles(good):
+        counts[r.status] += 1
+        counts["passages"] += r.passages
+    pending.clear()
+
+
+def _article_of(item: SourceItem, counts: Counts) -> ArticleInput | None:
+    """The item's article, or None after reporting why there is none."""
+    if item.error is not None:
+        counts["failed"] += 1
+        console.print(f"[red]error[/red] {item.origin}: {item.error}")
+    elif item.article is None:
+        console.print(f"[yellow]skipped[/yellow] {item.origin}: {item.skipped}")
+    return item.article if item.error is None else None
+
+
+def _ingest(service: SearchService, paths: list[Path], batch: int, bar: Progress, counts: Counts) -> None:
+    """Read every source, writing `batch` articles at a time; the bar advances file by file."""
+    from citesearch.index.sources import iter_sources, list_source_files
+
+    total = max(len(list_source_files(paths)), 1)
+    task = bar.add_task("ingesting", total=total, note="")
+    pending: list[tuple[str, ArticleInput]] = []
+    last_file: str | None = None
+    for item in iter_sources(paths):
+        if item.origin_file != last_file:
+            if last_file is not None:
+                bar.advance(task)
+            last_file = item.origin_file
+        article = _article_of(item, counts)
+        if article is None:
+            continue
+        pending.append((item.origin, article))
+        if len(pending) >= batch:
+            _write(service, pending, counts)
+            bar.update(task, note=f"{counts['passages']} passages")
+    _write(service, pending, counts)
+    bar.update(task, completed=total, note=f"{counts['passages']} passages")
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (JSON, JSONL, Markdown, text).")],
@@ -91,53 +147,11 @@ def ingest(
     batch: Annotated[int, typer.Option(help="Articles embedded per write.")] = 32,
 ) -> None:
     """Add or update articles from files and folders, with a progress bar; bad files are reported."""
-    from citesearch.index.articles import ArticleInput
-    from citesearch.index.errors import InvalidArticleError
-    from citesearch.index.sources import iter_sources, list_source_files
-
-    settings = _settings(data_dir)
-    service = _service(settings)
-    counts = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0, "passages": 0}
+    service = _service(_settings(data_dir))
+    counts: Counts = dict.fromkeys(("created", "updated", "unchanged", "failed", "passages"), 0)
     try:
-        files = list_source_files(paths)
-        pending: list[tuple[str, ArticleInput]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            good = []
-            for origin, inp in pending:
-                try:
-                    good.append(service.validate([inp])[0])
-                except InvalidArticleError as exc:
-                    counts["failed"] += 1
-                    console.print(f"[red]invalid[/red] {origin}: {exc} {exc.details}")
-            for r in service.write_articles(good):
-                counts[r.status] += 1
-                counts["passages"] += r.passages
-            pending.clear()
-
         with _progress() as bar:
-            task = bar.add_task("ingesting", total=max(len(files), 1), note="")
-            last_file: str | None = None
-            for item in iter_sources(paths):
-                if item.origin_file != last_file:
-                    if last_file is not None:
-                        bar.advance(task)
-                    last_file = item.origin_file
-                if item.error is not None:
-                    counts["failed"] += 1
-                    console.print(f"[red]error[/red] {item.origin}: {item.error}")
-                    continue
-                if item.article is None:
-                    console.print(f"[yellow]skipped[/yellow] {item.origin}: {item.skipped}")
-                    continue
-                pending.append((item.origin, item.article))
-                if len(pending) >= batch:
-                    flush()
-                    bar.update(task, note=f"{counts['passages']} passages")
-            flush()
-            bar.update(task, completed=max(len(files), 1), note=f"{counts['passages']} passages")
+            _ingest(service, paths, batch, bar, counts)
     finally:
         service.close()
     console.print(

@@ -133,54 +133,55 @@ def _method_not_allowed(request: Request) -> Response:
     return error_response(405, "method_not_allowed", f"{request.method} is not allowed here", headers=allow)
 
 
+# Domain exceptions without details, by class (the most derived class listed wins).
+_DOMAIN_STATUS: dict[type[CitesearchError], tuple[int, str]] = {
+    NotFoundError: (404, "not_found"),
+    ModelMismatchError: (409, "model_mismatch"),
+    ConflictError: (409, "conflict"),
+    CitesearchError: (400, "bad_request"),
+}
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    details = validation_details(errors)
+    malformed = _malformed_body(errors)
+    if malformed is not None:
+        return error_response(400, "malformed_json", malformed, details)
+    return error_response(422, "validation_error", "the request is invalid", details)
+
+
+async def _domain_error(_: Request, exc: CitesearchError) -> JSONResponse:
+    if isinstance(exc, InvalidArticleError):
+        return error_response(422, "invalid_article", str(exc), list(exc.details))
+    status, code = next(_DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in _DOMAIN_STATUS)
+    return error_response(status, code, str(exc))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 405:
+        return _method_not_allowed(request)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's "error parsing the body": bytes that are not UTF-8 (or another decode error).
+        return error_response(400, "malformed_json", "the request body is not valid UTF-8 JSON")
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain exceptions, validation errors and HTTP errors to the one error shape."""
-
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        details = validation_details(errors)
-        malformed = _malformed_body(errors)
-        if malformed is not None:
-            return error_response(400, "malformed_json", malformed, details)
-        return error_response(422, "validation_error", "the request is invalid", details)
-
-    @app.exception_handler(InvalidArticleError)
-    async def _invalid(_: Request, exc: InvalidArticleError) -> JSONResponse:
-        return error_response(422, "invalid_article", str(exc), list(exc.details))
-
-    @app.exception_handler(NotFoundError)
-    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
-
-    @app.exception_handler(ModelMismatchError)
-    async def _mismatch(_: Request, exc: ModelMismatchError) -> JSONResponse:
-        return error_response(409, "model_mismatch", str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return error_response(409, "conflict", str(exc))
-
-    @app.exception_handler(CitesearchError)
-    async def _domain(_: Request, exc: CitesearchError) -> JSONResponse:
-        return error_response(400, "bad_request", str(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405:
-            return _method_not_allowed(request)
-        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
-            # FastAPI's "error parsing the body": bytes that are not UTF-8 (or another decode error).
-            return error_response(400, "malformed_json", "the request body is not valid UTF-8 JSON")
-        code = _STATUS_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "an unexpected error occurred")
+    app.exception_handler(ApiError)(_api_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(CitesearchError)(_domain_error)  # and its subclasses (handlers go by MRO)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected_error)

@@ -34,10 +34,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import regex
@@ -76,6 +77,7 @@ __all__ = [
     "validate_article_id",
 ]
 
+_T = TypeVar("_T")
 DEFAULT_MAX_BYTES = 1_000_000
 ID_MAX_LENGTH = 256
 _ID_CHAR = r"[A-Za-z0-9._~:@!$&'()*+,;=-]"
@@ -191,24 +193,27 @@ def _check_metadata(value: object) -> dict[str, Any]:
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_METADATA_KEY_CHARS:
             raise ValueError(f"metadata key {key!r} must be a non-empty string of at most 128 characters")
         _storable(key, "a metadata key")
-        if item is None:
-            raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
-        if isinstance(item, Mapping | list | tuple | set):
-            raise ValueError(
-                f"metadata[{key!r}] is nested ({type(item).__name__}); metadata is flat: "
-                "values must be strings, numbers or booleans"
-            )
-        if not isinstance(item, str | int | float | bool):
-            raise ValueError(
-                f"metadata[{key!r}] must be a string, number or boolean, not {type(item).__name__}"
-            )
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"metadata[{key!r}] must be a finite number")
-        if isinstance(item, str):
-            if len(item) > MAX_METADATA_VALUE_CHARS:
-                raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
-            _storable(item, f"metadata[{key!r}]")
+        _check_metadata_value(key, item)
     return dict(value)
+
+
+def _check_metadata_value(key: str, item: object) -> None:
+    """A flat value: a storable string of bounded length, a finite number or a boolean."""
+    if item is None:
+        raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
+    if isinstance(item, Mapping | list | tuple | set):
+        raise ValueError(
+            f"metadata[{key!r}] is nested ({type(item).__name__}); metadata is flat: "
+            "values must be strings, numbers or booleans"
+        )
+    if not isinstance(item, str | int | float | bool):
+        raise ValueError(f"metadata[{key!r}] must be a string, number or boolean, not {type(item).__name__}")
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ValueError(f"metadata[{key!r}] must be a finite number")
+    if isinstance(item, str):
+        if len(item) > MAX_METADATA_VALUE_CHARS:
+            raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
+        _storable(item, f"metadata[{key!r}]")
 
 
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": ID_MAX_LENGTH}
@@ -453,10 +458,12 @@ def _strip_or_none(value: str | None) -> str | None:
     return s or None
 
 
-def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
-    """Validate and normalise an input into an Article; InvalidArticleError lists every problem."""
-    problems: list[dict[str, str]] = []
-    text = inp.text
+Problems = list[dict[str, str]]
+
+
+def _text_problems(text: str, max_bytes: int) -> Problems:
+    """What is wrong with an article's text: unstorable, blank, no letter or digit, too large."""
+    problems: Problems = []
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -478,6 +485,12 @@ def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
         problems.append(
             {"field": "text", "message": f"text is {size} bytes of UTF-8, over the limit of {max_bytes}"}
         )
+    return problems
+
+
+def _surrogate_problems(inp: ArticleInput) -> Problems:
+    """The short string fields that cannot be stored as UTF-8 (models built without validation)."""
+    problems: Problems = []
     for name in ("title", "source", "url", "id"):
         value = getattr(inp, name)
         if isinstance(value, str):
@@ -485,27 +498,29 @@ def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 problems.append({"field": name, "message": f"{name} contains an unpaired surrogate"})
+    return problems
+
+
+def _checked(problems: Problems, field: str, check: Callable[[], _T]) -> _T | None:
+    """`check()`, or None with its ValueError recorded as a problem of `field`."""
     try:
-        published = _iso(_parse_published_at(inp.published_at))
+        return check()
     except ValueError as exc:
-        problems.append({"field": "published_at", "message": str(exc)})
-        published = None
+        problems.append({"field": field, "message": str(exc)})
+        return None
+
+
+def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
+    """Validate and normalise an input into an Article; InvalidArticleError lists every problem."""
+    text = inp.text
+    problems = _text_problems(text, max_bytes) + _surrogate_problems(inp)
+    published = _iso(_checked(problems, "published_at", partial(_parse_published_at, inp.published_at)))
     language: str | None = None
     if inp.language is not None:
-        try:
-            language = normalize_language_tag(inp.language)
-        except ValueError as exc:
-            problems.append({"field": "language", "message": str(exc)})
+        language = _checked(problems, "language", partial(normalize_language_tag, inp.language))
     if inp.id is not None:
-        try:
-            validate_article_id(inp.id)
-        except ValueError as exc:
-            problems.append({"field": "id", "message": str(exc)})
-    try:
-        metadata = _check_metadata(inp.metadata)
-    except ValueError as exc:
-        problems.append({"field": "metadata", "message": str(exc)})
-        metadata = {}
+        _checked(problems, "id", partial(validate_article_id, inp.id))
+    metadata = _checked(problems, "metadata", partial(_check_metadata, inp.metadata)) or {}
     if problems:
         raise InvalidArticleError("; ".join(p["message"] for p in problems), details=problems)
 
