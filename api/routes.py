@@ -33,12 +33,12 @@ from citesearch.api.schemas import (
     SearchResponse,
     Stats,
 )
+from citesearch.api.settings import Settings
 from citesearch.index.articles import ID_MAX_LENGTH, ID_PATTERN, duplicate_id_problems
 from citesearch.index.errors import InvalidArticleError
 
 router = APIRouter()
 
-READ = error_responses(401, 503)
 ArticleId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 
@@ -209,13 +209,13 @@ def delete_article(article_id: ArticleId, service: ServiceDep) -> Response:
 
 
 # ---- reindex and jobs ---------------------------------------------------------------------------
-def _reindex_model(body: ReindexRequest | None, state: StateDep) -> tuple[str, str] | None:
+def _reindex_model(body: ReindexRequest | None, settings: Settings) -> tuple[str, str] | None:
     """(name, what to load) for the model a reindex asks for; 422 unless it is allowed."""
     if body is None or body.model is None:
         return None
-    source = state.settings.reindex_model_source(body.model)
+    source = settings.reindex_model_source(body.model)
     if source is None:
-        known = ", ".join(state.settings.reindex_models()) or "none"
+        known = ", ".join(settings.reindex_models()) or "none"
         raise ApiError(
             422,
             "validation_error",
@@ -237,7 +237,7 @@ def reindex(
     state: StateDep, service: ServiceDep, jobs: JobsDep, body: ReindexRequest | None = None
 ) -> JobAccepted:
     """Rebuild every passage and vector in a new generation while search keeps answering."""
-    model = _reindex_model(body, state)
+    model = _reindex_model(body, state.settings)
     try:
         job = jobs.submit_exclusive("reindex", reindex_work(service, state.embedder_factory, model))
     except JobConflictError as exc:
@@ -256,7 +256,7 @@ def get_job(job_id: JobId, jobs: JobsDep) -> JobOut:
     return presenters.job_out(job)
 
 
-@router.get("/v1/stats", tags=["health"], dependencies=[ReadAuth], responses=READ)
+@router.get("/v1/stats", tags=["health"], dependencies=[ReadAuth], responses=error_responses(401, 503))
 def stats(service: ServiceDep) -> Stats:
     """Corpus and index figures."""
     return presenters.stats(service.stats())
