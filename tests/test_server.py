@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
         else:
             raise AssertionError("server exited early:\n" + "".join(seen))
+        # Keep reading its log, so that a full pipe never blocks the server.
+        threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
