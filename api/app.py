@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,22 +16,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from citesearch.api.errors import error_body, install_error_handlers
 from citesearch.api.metrics import Metrics, MetricsMiddleware
 from citesearch.api.routes import router
+from citesearch.api.schemas import query_limit
 from citesearch.api.settings import Settings
-from citesearch.api.state import AppState
-from citesearch.embeddings import Embedder
+from citesearch.api.state import AppState, EmbedderFactory
 from citesearch.index.service import SearchService
 
 log = logging.getLogger("citesearch.api")
 
-EmbedderFactory = Callable[[str | None], Embedder]
+
+class _TooLarge(Exception):
+    pass
 
 
-class BodyLimitMiddleware:
-    """413 with the error envelope when a request body exceeds the limit (declared or streamed)."""
+class RequestLimitsMiddleware:
+    """Per-request limits: 413 with the error envelope when the body exceeds `max_body_bytes`
+    (declared or streamed), and the query length bound for SearchRequest validation."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_query_chars: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_body_bytes
+        self.max_query_chars = max_query_chars
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
@@ -48,24 +53,24 @@ class BodyLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
+    def _declared_too_big(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    return int(value) > self.max_bytes
+                except ValueError:
+                    return False
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._reject(send)
-                    return
+        if self._declared_too_big(scope):
+            await self._reject(send)
+            return
         seen = 0
         started = False
-
-        class _TooLarge(Exception):
-            pass
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -83,10 +88,42 @@ class BodyLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            with query_limit(self.max_query_chars):
+                await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
                 await self._reject(send)
+
+
+class CitesearchAPI(FastAPI):
+    """FastAPI whose OpenAPI states this server's own limits and the models it can reindex with."""
+
+    def openapi(self) -> dict[str, Any]:
+        """The schema, built once, with the configured limits (`max_batch`, `max_query_chars`) and the
+        names `ReindexRequest.model` accepts (the models directory), so that it is exact."""
+        if self.openapi_schema is None:
+            state: AppState = self.state.citesearch
+            _declare_settings(super().openapi(), state.settings)
+        return self.openapi_schema or {}
+
+
+def _declare_settings(schema: dict[str, Any], settings: Settings) -> None:
+    components = schema["components"]["schemas"]
+    components["ArticlesIn"]["properties"]["articles"]["maxItems"] = settings.max_batch
+    components["SearchRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
+    for parameter in schema["paths"]["/v1/search"]["get"]["parameters"]:
+        if parameter["name"] == "q":
+            parameter["schema"]["maxLength"] = settings.max_query_chars
+    names = settings.reindex_models()
+    model = components["ReindexRequest"]["properties"]["model"]
+    model["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}] if names else [{"type": "null"}]
+
+
+def _public_load_error(exc: Exception) -> str:
+    """What clients may read about a failed start (the exception itself may name server paths)."""
+    return (
+        f"the model or the index could not be loaded ({type(exc).__name__}); the server log has the details"
+    )
 
 
 def create_app(
@@ -98,17 +135,18 @@ def create_app(
     """Build the app. The model and index load in the lifespan (in a thread when `load_in_background`,
     so /healthz answers at once and /readyz turns 200 when loading is done)."""
     settings = settings or Settings()
-    factory = embedder_factory or settings.load_embedder
-    state = AppState(settings=settings, metrics=Metrics())
+    state = AppState(
+        settings=settings, metrics=Metrics(), embedder_factory=embedder_factory or settings.load_embedder
+    )
 
     def load() -> None:
         try:
-            embedder = factory(settings.model)
+            embedder = state.embedder_factory(settings.model)
             state.service = SearchService(settings.index_config(), embedder)
             log.info("citesearch ready: %s", state.service.stats())
         except Exception as exc:
             log.exception("start-up failed")
-            state.load_error = f"{type(exc).__name__}: {exc}"
+            state.load_error = _public_load_error(exc)
         finally:
             state.ready.set()
 
@@ -131,14 +169,13 @@ def create_app(
                 state.service.close()
                 state.service = None
 
-    app = FastAPI(
+    app = CitesearchAPI(
         title="citesearch",
         version="0.1.0",
         summary="Ranked, cited passages from news articles, for questions in any language.",
         lifespan=lifespan,
     )
     app.state.citesearch = state
-    app.state.embedder_factory = factory
     install_error_handlers(app)
     app.include_router(router)
     if settings.cors_origins:
@@ -148,6 +185,10 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_query_chars=settings.max_query_chars,
+    )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

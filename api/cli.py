@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,11 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from citesearch.api.settings import Settings
+from citesearch.api.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from citesearch.embeddings import Embedder
+    from citesearch.index.articles import ArticleInput
     from citesearch.index.service import SearchService
+    from citesearch.index.sources import SourceItem
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ranked, cited passages from news articles."
@@ -71,17 +74,70 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (CITESEARCH_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (CITESEARCH_PORT).")] = None,
 ) -> None:
-    """Serve the HTTP API (an empty data dir starts empty)."""
-    import uvicorn
-
+    """Serve the HTTP API (an empty data dir starts empty), with the configured timeouts and cap."""
     from citesearch.api.app import create_app
+    from citesearch.api.server import serve as run_server
 
     settings = _settings(data_dir)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app_ = create_app(settings, load_in_background=True)
-    uvicorn.run(app_, host=host or settings.host, port=port or settings.port, log_level=settings.log_level)
+    run_server(app_, settings, host or settings.host, port or settings.port)
+
+
+Counts = dict[str, int]
+
+
+def _write(service: SearchService, pending: list[tuple[str, ArticleInput]], counts: Counts) -> None:
+    """Validate each pending article on its own (a bad one is reported, not fatal), write the rest."""
+    from citesearch.index.errors import InvalidArticleError
+
+    good = []
+    for origin, inp in pending:
+        try:
+            good.append(service.validate([inp])[0])
+        except InvalidArticleError as exc:
+            counts["failed"] += 1
+            console.print(f"[red]invalid[/red] {origin}: {exc} {exc.details}")
+    for r in service.write_articles(good):
+        counts[r.status] += 1
+        counts["passages"] += r.passages
+    pending.clear()
+
+
+def _article_of(item: SourceItem, counts: Counts) -> ArticleInput | None:
+    """The item's article, or None after reporting why there is none."""
+    if item.error is not None:
+        counts["failed"] += 1
+        console.print(f"[red]error[/red] {item.origin}: {item.error}")
+    elif item.article is None:
+        console.print(f"[yellow]skipped[/yellow] {item.origin}: {item.skipped}")
+    return item.article if item.error is None else None
+
+
+def _ingest(service: SearchService, paths: list[Path], batch: int, bar: Progress, counts: Counts) -> None:
+    """Read every source, writing `batch` articles at a time; the bar advances file by file."""
+    from citesearch.index.sources import iter_sources, list_source_files
+
+    total = max(len(list_source_files(paths)), 1)
+    task = bar.add_task("ingesting", total=total, note="")
+    pending: list[tuple[str, ArticleInput]] = []
+    last_file: str | None = None
+    for item in iter_sources(paths):
+        if item.origin_file != last_file:
+            if last_file is not None:
+                bar.advance(task)
+            last_file = item.origin_file
+        article = _article_of(item, counts)
+        if article is None:
+            continue
+        pending.append((item.origin, article))
+        if len(pending) >= batch:
+            _write(service, pending, counts)
+            bar.update(task, note=f"{counts['passages']} passages")
+    _write(service, pending, counts)
+    bar.update(task, completed=total, note=f"{counts['passages']} passages")
 
 
 @app.command()
@@ -91,53 +147,11 @@ def ingest(
     batch: Annotated[int, typer.Option(help="Articles embedded per write.")] = 32,
 ) -> None:
     """Add or update articles from files and folders, with a progress bar; bad files are reported."""
-    from citesearch.index.articles import ArticleInput
-    from citesearch.index.errors import InvalidArticleError
-    from citesearch.index.sources import iter_sources, list_source_files
-
-    settings = _settings(data_dir)
-    service = _service(settings)
-    counts = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0, "passages": 0}
+    service = _service(_settings(data_dir))
+    counts: Counts = dict.fromkeys(("created", "updated", "unchanged", "failed", "passages"), 0)
     try:
-        files = list_source_files(paths)
-        pending: list[tuple[str, ArticleInput]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            good = []
-            for origin, inp in pending:
-                try:
-                    good.append(service.validate([inp])[0])
-                except InvalidArticleError as exc:
-                    counts["failed"] += 1
-                    console.print(f"[red]invalid[/red] {origin}: {exc} {exc.details}")
-            for r in service.write_articles(good):
-                counts[r.status] += 1
-                counts["passages"] += r.passages
-            pending.clear()
-
         with _progress() as bar:
-            task = bar.add_task("ingesting", total=max(len(files), 1), note="")
-            last_file: str | None = None
-            for item in iter_sources(paths):
-                if item.origin_file != last_file:
-                    if last_file is not None:
-                        bar.advance(task)
-                    last_file = item.origin_file
-                if item.error is not None:
-                    counts["failed"] += 1
-                    console.print(f"[red]error[/red] {item.origin}: {item.error}")
-                    continue
-                if item.article is None:
-                    console.print(f"[yellow]skipped[/yellow] {item.origin}: {item.skipped}")
-                    continue
-                pending.append((item.origin, item.article))
-                if len(pending) >= batch:
-                    flush()
-                    bar.update(task, note=f"{counts['passages']} passages")
-            flush()
-            bar.update(task, completed=max(len(files), 1), note=f"{counts['passages']} passages")
+            _ingest(service, paths, batch, bar, counts)
     finally:
         service.close()
     console.print(
@@ -156,15 +170,16 @@ def search(
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON response.")] = False,
 ) -> None:
-    """Answer a question from the command line."""
-    from citesearch.api.routes import _search
-    from citesearch.api.schemas import SearchRequest
+    """Answer a question from the command line (the API's validation and response)."""
+    from citesearch.api import presenters
+    from citesearch.api.schemas import SearchRequest, query_limit
 
     settings = _settings(data_dir)
+    with query_limit(settings.max_query_chars):
+        req = SearchRequest.model_validate({"query": query, "top_k": top_k, "mode": mode})
     service = _service(settings)
     try:
-        req = SearchRequest.model_validate({"query": query, "top_k": top_k, "mode": mode})
-        resp = _search(service, settings, req)
+        resp = presenters.search_response(req, service.search(presenters.search_query(req)))
     finally:
         service.close()
     if as_json:
@@ -242,15 +257,42 @@ def model_prepare(
     console.print(f"model ready: {path}")
 
 
+def _setting_name(field: object) -> str:
+    return f"{ENV_PREFIX}{str(field).upper()}"
+
+
+def error_line(exc: Exception) -> str:
+    """One line for an error that stops a command; settings are named by their variable, values never shown."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(exc, ValidationError):
+        is_settings = exc.title == Settings.__name__
+        parts = []
+        for e in exc.errors(include_input=False, include_url=False):
+            loc = e["loc"]
+            name = _setting_name(loc[0]) if is_settings and loc else ".".join(str(x) for x in loc)
+            parts.append(f"{name}: {e['msg'].removeprefix('Value error, ')}")
+        return "; ".join(parts)
+    if isinstance(exc, SettingsError):
+        field = re.search(r'field "(\w+)"', str(exc))
+        return f"{_setting_name(field.group(1))}: cannot be parsed" if field else "invalid settings"
+    return " ".join(str(exc).split())
+
+
 def main() -> None:
-    """Entry point of the `citesearch` script: domain errors become one clear line and exit code 2."""
+    """Entry point of the `citesearch` script: bad settings and domain errors become one clear line
+    on stderr and exit code 2 (no traceback, no setting's value)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from citesearch.embeddings import ModelError
     from citesearch.index.errors import CitesearchError
 
     try:
         app()
-    except (CitesearchError, ModelError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (CitesearchError, ModelError, ValidationError, SettingsError) as exc:
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         sys.exit(2)
 
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from citesearch.api.errors import ApiError
+from citesearch.api.jobs import JobRunner
 from citesearch.api.settings import Settings
 from citesearch.api.state import AppState
-from citesearch.index.jobs import JobRunner
 from citesearch.index.service import SearchService
 
 
@@ -40,29 +40,29 @@ def get_jobs(request: Request) -> JobRunner:
     return get_state(request).jobs
 
 
-def _check(request: Request, key: str | None) -> None:
-    if key is None:
-        return
+def _bearer_matches(request: Request, key: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+    # compare_digest: the time taken does not tell how much of the key was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
+
+
+def _require(request: Request, *keys: str | None) -> None:
+    wanted = [k for k in keys if k is not None]
+    if wanted and not any(_bearer_matches(request, k) for k in wanted):
         raise ApiError(401, "unauthorized", "missing or invalid bearer token")
 
 
 def require_write(request: Request) -> None:
-    """Writes need the API key when one is set."""
-    _check(request, get_settings(request).api_key)
+    """Writes need the API key; with only a read key set, they need the read key."""
+    _require(request, get_settings(request).write_key)
 
 
 def require_read(request: Request) -> None:
-    """Reads need the read key (or the API key) when a read key is set."""
+    """With a read key set, reads need it or the API key; otherwise reads are open."""
     settings = get_settings(request)
-    if settings.read_key is None:
-        return
-    try:
-        _check(request, settings.read_key)
-    except ApiError:
-        _check(request, settings.api_key or settings.read_key)
+    if settings.read_key is not None:
+        _require(request, settings.read_key, settings.api_key)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,66 +1,45 @@
-"""Routes: parse, call the domain, map the result. Sync handlers run in the threadpool, off the event loop."""
+"""Routes: parse, call the domain, map the result. Sync handlers run in the threadpool, off the event loop.
+
+Every status a route can answer is declared in its `responses=` (all with the error envelope).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
+from citesearch.api import presenters
 from citesearch.api.deps import JobsDep, ReadAuth, ServiceDep, SettingsDep, StateDep, WriteAuth
-from citesearch.api.errors import ApiError
+from citesearch.api.errors import ApiError, error_responses
+from citesearch.api.jobs import JobConflictError, reindex_work
 from citesearch.api.metrics import Metrics
 from citesearch.api.schemas import (
+    MAX_QUERY_CHARS,
+    QUERY_FIELD_SCHEMA,
     ArticleList,
     ArticleOut,
     ArticlesIn,
-    ArticleSummary,
     ArticlesWritten,
-    Citation,
-    HighlightOut,
+    Day,
     JobAccepted,
     JobOut,
-    PassageOut,
     ReindexRequest,
-    SearchFilters,
     SearchRequest,
     SearchResponse,
-    SearchResult,
     Stats,
-    WriteResultOut,
 )
-from citesearch.index.jobs import Job
-from citesearch.index.search import Hit, SearchQuery
-from citesearch.index.store import Filters
+from citesearch.api.settings import Settings
+from citesearch.index.articles import ID_MAX_LENGTH, ID_PATTERN
 
 router = APIRouter()
 
-
-def context_block(hits: list[Hit]) -> tuple[str, list[dict[str, object]]]:
-    """A numbered context block for an LLM prompt and the matching citation list."""
-    parts: list[str] = []
-    citations: list[dict[str, object]] = []
-    for i, h in enumerate(hits, start=1):
-        p = h.passage
-        head = ", ".join(x for x in (p.title, p.source, (p.published_at or "")[:10], p.url) if x)
-        parts.append(f"[{i}] {head}\n{p.text}")
-        citations.append(
-            {
-                "label": f"[{i}]",
-                "article_id": p.article_id,
-                "passage_id": p.id,
-                "title": p.title,
-                "source": p.source,
-                "published_at": p.published_at,
-                "url": p.url,
-                "char_start": p.char_start,
-                "char_end": p.char_end,
-            }
-        )
-    return "\n\n".join(parts), citations
+ArticleId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 
 
 # ---- health -------------------------------------------------------------------------------------
@@ -70,7 +49,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"], responses={503: {"description": "Still loading"}})
+@router.get("/readyz", tags=["health"], responses=error_responses(503))
 def readyz(state: StateDep) -> dict[str, str]:
     """200 only once the model and the index are loaded."""
     if state.service is None:
@@ -94,98 +73,53 @@ def metrics(state: StateDep) -> Response:
 
 
 # ---- search -------------------------------------------------------------------------------------
-def _filters(f: SearchFilters) -> Filters:
-    def day_ts(d: dt.date) -> float:
-        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
-
-    return Filters(
-        languages=tuple(f.language),
-        sources=tuple(f.source),
-        article_ids=tuple(f.article_id),
-        published_after=day_ts(f.published_after) if f.published_after else None,
-        published_before=day_ts(f.published_before) + 86400 if f.published_before else None,
-    )
+def _search(service: ServiceDep, req: SearchRequest) -> SearchResponse:
+    return presenters.search_response(req, service.search(presenters.search_query(req)))
 
 
-def _search(service: ServiceDep, settings: SettingsDep, req: SearchRequest) -> SearchResponse:
-    if len(req.query) > settings.max_query_chars:
-        raise ApiError(422, "validation_error", f"query is longer than {settings.max_query_chars} characters")
-    if not req.query.strip():
-        raise ApiError(422, "validation_error", "query is blank")
-    outcome = service.search(
-        SearchQuery(
-            text=req.query,
-            top_k=req.top_k,
-            mode=req.mode,
-            filters=_filters(req.filters),
-            offset=req.offset,
-            per_article=req.per_article,
-            language=req.query_language,
-            recency_half_life_days=req.recency_half_life_days,
-            highlight=req.highlight,
-        ),
-    )
-    results = [
-        SearchResult(
-            rank=h.rank,
-            score=h.score,
-            passage_id=h.passage.id,
-            text=h.passage.text,
-            article_id=h.passage.article_id,
-            title=h.passage.title,
-            url=h.passage.url,
-            source=h.passage.source,
-            published_at=h.passage.published_at,
-            language=h.passage.language,
-            char_start=h.passage.char_start,
-            char_end=h.passage.char_end,
-            highlight=HighlightOut(
-                text=h.highlight.text, char_start=h.highlight.char_start, char_end=h.highlight.char_end
-            ),
-            citation=f"[{i}]",
-            dense_score=h.dense_score,
-            lexical_score=h.lexical_score,
-        )
-        for i, h in enumerate(outcome.hits, start=1)
-    ]
-    resp = SearchResponse(
-        query=outcome.query,
-        results=results,
-        took_ms=outcome.took_ms,
-        generation=outcome.generation,
-        query_language=outcome.query_language,
-        next_offset=req.offset + len(results) if outcome.has_more else None,
-    )
-    if req.context:
-        block, cites = context_block(outcome.hits)
-        resp.context = block
-        resp.citations = [Citation.model_validate(c) for c in cites]
-    return resp
-
-
-@router.post("/v1/search", tags=["search"], dependencies=[ReadAuth])
-def search_post(req: SearchRequest, service: ServiceDep, settings: SettingsDep) -> SearchResponse:
+@router.post(
+    "/v1/search",
+    tags=["search"],
+    dependencies=[ReadAuth],
+    responses=error_responses(400, 401, 413, 422, 503),
+)
+def search_post(req: SearchRequest, service: ServiceDep) -> SearchResponse:
     """Ranked, cited passages for a question in any language."""
-    return _search(service, settings, req)
+    return _search(service, req)
 
 
-@router.get("/v1/search", tags=["search"], dependencies=[ReadAuth])
+# GET parameter -> SearchRequest field, to name the parameter in validation errors.
+_GET_NAMES = {"query": "q"}
+
+
+def _get_request(fields: dict[str, Any]) -> SearchRequest:
+    try:
+        return SearchRequest.model_validate(fields)
+    except ValidationError as exc:
+        errors = [
+            {**e, "loc": ("query", *[_GET_NAMES.get(str(p), p) for p in e["loc"] if p != "filters"])}
+            for e in exc.errors()
+        ]
+        raise RequestValidationError(errors) from None
+
+
+@router.get("/v1/search", tags=["search"], dependencies=[ReadAuth], responses=error_responses(401, 422, 503))
 def search_get(
+    *,
     service: ServiceDep,
-    settings: SettingsDep,
-    q: Annotated[str, Query(min_length=1, max_length=2000)],
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra=QUERY_FIELD_SCHEMA)],
     top_k: Annotated[int, Query(ge=1, le=50)] = 5,
     mode: Annotated[str, Query(pattern="^(hybrid|dense|lexical)$")] = "hybrid",
     offset: Annotated[int, Query(ge=0, le=1000)] = 0,
-    language: Annotated[list[str] | None, Query(max_length=50)] = None,
-    source: Annotated[list[str] | None, Query(max_length=100)] = None,
-    published_after: dt.date | None = None,
-    published_before: dt.date | None = None,
+    language: Annotated[list[str], Query(max_length=50, default_factory=list)],
+    source: Annotated[list[str], Query(max_length=100, default_factory=list)],
+    published_after: Day | None = None,
+    published_before: Day | None = None,
     context: bool = False,
     highlight: Annotated[str, Query(pattern="^(lexical|semantic)$")] = "lexical",
 ) -> SearchResponse:
     """The same search as POST, from query parameters."""
-    req = SearchRequest.model_validate(
+    req = _get_request(
         {
             "query": q,
             "top_k": top_k,
@@ -194,127 +128,130 @@ def search_get(
             "context": context,
             "highlight": highlight,
             "filters": {
-                "language": language or [],
-                "source": source or [],
+                "language": language,
+                "source": source,
                 "published_after": published_after,
                 "published_before": published_before,
             },
         }
     )
-    return _search(service, settings, req)
+    return _search(service, req)
 
 
 # ---- articles -----------------------------------------------------------------------------------
-@router.post("/v1/articles", tags=["articles"], dependencies=[WriteAuth])
+@router.post(
+    "/v1/articles",
+    tags=["articles"],
+    dependencies=[WriteAuth],
+    responses=error_responses(400, 401, 413, 422, 503),
+)
 def post_articles(body: ArticlesIn, service: ServiceDep, settings: SettingsDep) -> ArticlesWritten:
     """Create or update articles; they are searchable when the response returns."""
     if len(body.articles) > settings.max_batch:
         raise ApiError(422, "validation_error", f"at most {settings.max_batch} articles per request")
     results = service.upsert(body.articles)
-    return ArticlesWritten(
-        results=[WriteResultOut(id=r.id, status=r.status, passages=r.passages) for r in results],
-        generation=service.state.generation,
-    )
+    return presenters.articles_written(results, service.state.generation)
 
 
-@router.get("/v1/articles", tags=["articles"], dependencies=[ReadAuth])
+@router.get(
+    "/v1/articles", tags=["articles"], dependencies=[ReadAuth], responses=error_responses(401, 422, 503)
+)
 def list_articles(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=256)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=2 * ID_MAX_LENGTH,
+            pattern=presenters.CURSOR_PATTERN,
+            description="Opaque: the `next_cursor` of the previous page.",
+        ),
+    ] = None,
 ) -> ArticleList:
     """Articles in id order; pass `next_cursor` back as `cursor` for the next page."""
-    rows, nxt = service.list_articles(limit, cursor)
-    return ArticleList(
-        articles=[
-            ArticleSummary(
-                id=r.id,
-                title=r.title,
-                url=r.url,
-                source=r.source,
-                published_at=r.published_at,
-                language=r.language,
-                updated_at=r.updated_at,
-            )
-            for r in rows
-        ],
-        next_cursor=nxt,
-    )
+    try:
+        after = presenters.decode_cursor(cursor) if cursor is not None else None
+    except ValueError as exc:
+        detail = {"loc": ["query", "cursor"], "message": str(exc), "type": "invalid_cursor"}
+        raise ApiError(422, "validation_error", str(exc), [detail]) from None
+    rows, last_id = service.list_articles(limit, after)
+    return presenters.article_list(rows, last_id)
 
 
-@router.get("/v1/articles/{article_id}", tags=["articles"], dependencies=[ReadAuth])
-def get_article(article_id: str, service: ServiceDep) -> ArticleOut:
+@router.get(
+    "/v1/articles/{article_id}",
+    tags=["articles"],
+    dependencies=[ReadAuth],
+    responses=error_responses(401, 404, 422, 503),
+)
+def get_article(article_id: ArticleId, service: ServiceDep) -> ArticleOut:
     """An article with its passages and their offsets."""
     row, passages = service.get_article(article_id)
-    return ArticleOut(
-        id=row.id,
-        title=row.title,
-        text=row.text,
-        url=row.url,
-        source=row.source,
-        published_at=row.published_at,
-        language=row.language,
-        metadata=row.metadata,
-        content_hash=row.content_hash,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        passages=[
-            PassageOut(
-                id=p.id, text=p.text, char_start=p.char_start, char_end=p.char_end, n_tokens=p.n_tokens
-            )
-            for p in passages
-        ],
-    )
+    return presenters.article_out(row, passages)
 
 
-@router.delete("/v1/articles/{article_id}", tags=["articles"], status_code=204, dependencies=[WriteAuth])
-def delete_article(article_id: str, service: ServiceDep) -> Response:
+@router.delete(
+    "/v1/articles/{article_id}",
+    tags=["articles"],
+    status_code=204,
+    dependencies=[WriteAuth],
+    responses=error_responses(401, 404, 422, 503),
+)
+def delete_article(article_id: ArticleId, service: ServiceDep) -> Response:
     """Delete an article; gone from search when the response returns."""
     service.delete(article_id)
     return Response(status_code=204)
 
 
 # ---- reindex and jobs ---------------------------------------------------------------------------
-def _job_out(job: Job) -> JobOut:
-    return JobOut(
-        job_id=job.id,
-        kind=job.kind,
-        status=job.status,
-        progress=round(job.progress, 4),
-        message=job.message,
-        error=job.error,
-    )
+def _reindex_model(body: ReindexRequest | None, settings: Settings) -> tuple[str, str] | None:
+    """(name, what to load) for the model a reindex asks for; 422 unless it is allowed."""
+    if body is None or body.model is None:
+        return None
+    source = settings.reindex_model_source(body.model)
+    if source is None:
+        known = ", ".join(settings.reindex_models()) or "none"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"unknown model {body.model[:100]!r}: name a directory of the models directory ({known}) "
+            "or the configured CITESEARCH_MODEL",
+            [{"loc": ["body", "model"], "message": "unknown model", "type": "unknown_model"}],
+        )
+    return body.model, source
 
 
-@router.post("/v1/reindex", tags=["jobs"], status_code=202, dependencies=[WriteAuth])
+@router.post(
+    "/v1/reindex",
+    tags=["jobs"],
+    status_code=202,
+    dependencies=[WriteAuth],
+    responses=error_responses(400, 401, 409, 413, 422, 503),
+)
 def reindex(
-    request: Request, service: ServiceDep, jobs: JobsDep, body: ReindexRequest | None = None
+    state: StateDep, service: ServiceDep, jobs: JobsDep, body: ReindexRequest | None = None
 ) -> JobAccepted:
     """Rebuild every passage and vector in a new generation while search keeps answering."""
-    active = jobs.active()
-    if active is not None:
-        raise ApiError(409, "conflict", "a reindex is already running", [{"job_id": active.id}])
-    factory = request.app.state.embedder_factory
-    model = body.model if body else None
-
-    def work(progress: object) -> object:
-        embedder = factory(model) if model else None
-        return service.reindex(embedder, progress)  # type: ignore[arg-type]
-
-    job = jobs.submit("reindex", work)
+    model = _reindex_model(body, state.settings)
+    try:
+        job = jobs.submit_exclusive("reindex", reindex_work(service, state.embedder_factory, model))
+    except JobConflictError as exc:
+        raise ApiError(409, "conflict", "a reindex is already running", [{"job_id": exc.job.id}]) from None
     return JobAccepted(job_id=job.id)
 
 
-@router.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=[ReadAuth])
-def get_job(job_id: str, jobs: JobsDep) -> JobOut:
+@router.get(
+    "/v1/jobs/{job_id}", tags=["jobs"], dependencies=[ReadAuth], responses=error_responses(401, 404, 422)
+)
+def get_job(job_id: JobId, jobs: JobsDep) -> JobOut:
     """Status and progress of a background job."""
     job = jobs.get(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"job {job_id!r} not found")
-    return _job_out(job)
+    return presenters.job_out(job)
 
 
-@router.get("/v1/stats", tags=["health"], dependencies=[ReadAuth])
+@router.get("/v1/stats", tags=["health"], dependencies=[ReadAuth], responses=error_responses(401, 503))
 def stats(service: ServiceDep) -> Stats:
     """Corpus and index figures."""
-    return Stats.model_validate(dataclasses.asdict(service.stats()))
+    return presenters.stats(service.stats())

@@ -1,13 +1,96 @@
-"""Request and response schemas, named by role."""
+"""Request and response schemas, named by role.
+
+Request models are strict about numbers and booleans: in a JSON body `"5"`, `true` or `1.5` is not
+a `top_k`. A question must hold a letter or a digit and fit the configured `max_query_chars`,
+checked here so that the API and the CLI refuse the same questions with the same message.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    field_validator,
+)
 
-from citesearch.index.articles import ArticleInput
+from citesearch.index.articles import LETTER_OR_DIGIT_PATTERN, ArticleInput, has_letter_or_digit
+
+MAX_QUERY_CHARS = 2000
+"""The longest question any configuration accepts (`Settings.max_query_chars` may lower it)."""
+_max_query_chars: ContextVar[int] = ContextVar("citesearch_max_query_chars", default=MAX_QUERY_CHARS)
+
+
+@contextmanager
+def query_limit(max_chars: int) -> Iterator[None]:
+    """Validate the SearchRequests built inside this block against `max_chars`.
+
+    The app binds its setting around every request (`app.RequestLimitsMiddleware`), the CLI around
+    its one question; pydantic offers no other way to hand a setting to a validator run by FastAPI.
+    """
+    token = _max_query_chars.set(max_chars)
+    try:
+        yield
+    finally:
+        _max_query_chars.reset(token)
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"contains an unpaired surrogate at position {exc.start}") from None
+    return value
+
+
+def _integral(value: object) -> object:
+    """A float with no fraction is the integer JSON Schema says it is (5.0 == 5); nothing else converts."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, Field(strict=True), BeforeValidator(_integral)]
+"""An integer from JSON: 5 or 5.0, never "5", true or 1.5."""
+Utf8Str = Annotated[str, AfterValidator(_utf8)]
+"""A string that can be stored and searched (no unpaired surrogate, which JSON escapes can carry)."""
+
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _full_date(value: object) -> object:
+    """Only "YYYY-MM-DD" (RFC 3339 full-date, as the schema says): no numbers, no datetimes."""
+    if isinstance(value, dt.date) or (isinstance(value, str) and _FULL_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+Day = Annotated[dt.date, BeforeValidator(_full_date)]
+"""A calendar day, given as "YYYY-MM-DD"."""
+
+
+def check_query(value: str) -> str:
+    """The question itself when it can be answered; ValueError saying why not otherwise."""
+    limit = _max_query_chars.get()
+    if len(value) > limit:
+        raise ValueError(f"the query is longer than {limit} characters")
+    if not value.strip():
+        raise ValueError("the query is blank")
+    if not has_letter_or_digit(value):
+        raise ValueError("the query has no letter or digit")
+    return _utf8(value)
+
+
+QUERY_FIELD_SCHEMA: dict[str, Any] = {"pattern": LETTER_OR_DIGIT_PATTERN}
 
 
 class ArticleIn(ArticleInput):
@@ -15,10 +98,10 @@ class ArticleIn(ArticleInput):
 
 
 class ArticlesIn(BaseModel):
-    """A batch of articles to create or update."""
+    """A batch of articles to create or update; no id twice (derived ids included)."""
 
     model_config = ConfigDict(extra="forbid")
-    articles: list[ArticleIn] = Field(min_length=1, max_length=1000)
+    articles: list[ArticleIn] = Field(min_length=1, max_length=1000, json_schema_extra={"uniqueItems": True})
 
 
 class WriteResultOut(BaseModel):
@@ -76,7 +159,7 @@ class ArticleSummary(BaseModel):
 
 
 class ArticleList(BaseModel):
-    """A page of articles and the cursor of the next one."""
+    """A page of articles and the opaque cursor of the next one."""
 
     articles: list[ArticleSummary]
     next_cursor: str | None
@@ -86,11 +169,11 @@ class SearchFilters(BaseModel):
     """Restrictions applied inside retrieval, so top_k fills whenever enough passages match."""
 
     model_config = ConfigDict(extra="forbid")
-    language: list[str] = Field(default_factory=list, max_length=50)
-    source: list[str] = Field(default_factory=list, max_length=100)
-    article_id: list[str] = Field(default_factory=list, max_length=1000)
-    published_after: dt.date | None = Field(None, description="On or after this day (UTC).")
-    published_before: dt.date | None = Field(None, description="On or before this day (UTC).")
+    language: list[Utf8Str] = Field(default_factory=list, max_length=50)
+    source: list[Utf8Str] = Field(default_factory=list, max_length=100)
+    article_id: list[Utf8Str] = Field(default_factory=list, max_length=1000)
+    published_after: Day | None = Field(None, description="On or after this day (UTC).")
+    published_before: Day | None = Field(None, description="On or before this day (UTC).")
 
 
 class SearchRequest(BaseModel):
@@ -100,24 +183,36 @@ class SearchRequest(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"query": "英伟达的H20芯片有后门吗？", "top_k": 3}]},
     )
-    query: str = Field(min_length=1, max_length=2000)
-    top_k: int = Field(5, ge=1, le=50)
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="The question, in any language: at least one letter or digit.",
+        json_schema_extra=QUERY_FIELD_SCHEMA,
+    )
+    top_k: JsonInt = Field(5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    offset: int = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
-    per_article: int = Field(1, ge=1, le=20, description="Most passages returned from one article.")
-    query_language: str | None = Field(
+    offset: JsonInt = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
+    per_article: JsonInt = Field(1, ge=1, le=20, description="Most passages returned from one article.")
+    query_language: Utf8Str | None = Field(
         None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
     )
-    recency_half_life_days: float | None = Field(
+    recency_half_life_days: StrictFloat | None = Field(
         None, gt=0, le=36500, description="Boost recent news: score halves its bonus every N days."
     )
-    context: bool = Field(False, description="Also return a numbered context block and citations for an LLM.")
+    context: StrictBool = Field(
+        False, description="Also return a numbered context block and citations for an LLM."
+    )
     highlight: Literal["lexical", "semantic"] = Field(
         "lexical",
         description="How the highlight sentence is chosen: shared terms (fast) or the sentence whose "
         "embedding is nearest the question (better across languages; one extra model call).",
     )
+
+    @field_validator("query")
+    @classmethod
+    def _answerable(cls, value: str) -> str:
+        return check_query(value)
 
 
 class HighlightOut(BaseModel):
@@ -180,7 +275,12 @@ class ReindexRequest(BaseModel):
     """Optional body of POST /v1/reindex."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(None, max_length=1000, description="Rebuild with this model instead.")
+    model: str | None = Field(
+        None,
+        max_length=1000,
+        description="Rebuild with this model instead: the name of a directory under the models "
+        "directory, or exactly the configured CITESEARCH_MODEL.",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -211,3 +311,17 @@ class Stats(BaseModel):
     dim: int
     index_kind: str
     languages: dict[str, int]
+
+
+class ErrorBody(BaseModel):
+    """What went wrong: a stable code, a message for people, and details (field errors, ids)."""
+
+    code: str
+    message: str
+    details: list[dict[str, Any]]
+
+
+class ErrorOut(BaseModel):
+    """The one shape of every error response."""
+
+    error: ErrorBody

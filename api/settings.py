@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -13,13 +14,22 @@ from citesearch.index.service import IndexConfig
 if TYPE_CHECKING:
     from citesearch.embeddings import Embedder
 
+ENV_PREFIX = "CITESEARCH_"
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "apikey", "api-key", "test", "xxx", "todo"}
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""A model a reindex may name: a plain directory name under the models directory (no '/', no '..')."""
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+def is_model_name(name: str) -> bool:
+    """True for a plain model directory name: no path separator, no '..', nothing hidden."""
+    return _MODEL_NAME.fullmatch(name) is not None and ".." not in name
 
 
 class Settings(BaseSettings):
     """Service configuration; tests override it by passing an instance to `create_app`."""
 
-    model_config = SettingsConfigDict(env_prefix="CITESEARCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Directory holding the store and the FAISS index.")
     model: str | None = Field(
@@ -27,14 +37,24 @@ class Settings(BaseSettings):
     )
     models_dir: Path | None = Field(None, description="Where `citesearch model prepare` writes models.")
     api_key: str | None = Field(None, description="Bearer key required for writes when set.")
-    read_key: str | None = Field(None, description="Bearer key required for reads when set.")
+    read_key: str | None = Field(None, description="Bearer key required for reads (and writes) when set.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins (JSON list).")
     host: str = Field("127.0.0.1", description="Address `citesearch serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `citesearch serve` binds.")
+    timeout_keep_alive_s: int = Field(
+        5, ge=1, le=3600, description="Seconds an idle keep-alive connection stays open."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds a client has to send a whole request head."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Most open connections and requests in flight; 503 beyond."
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond.")
     max_query_chars: int = Field(2000, ge=1, le=2000, description="Longest question accepted.")
     max_batch: int = Field(1000, ge=1, le=1000, description="Most articles per POST /v1/articles.")
     max_article_bytes: int = Field(1_000_000, ge=1, description="Largest article text (UTF-8 bytes).")
+    max_article_passages: int = Field(256, ge=1, description="Most passages one article may split into.")
     target_tokens: int = Field(
         200, ge=16, le=512, description="Passage size the splitter aims for, in tokens."
     )
@@ -63,6 +83,11 @@ class Settings(BaseSettings):
             raise ValueError("use a real secret of at least 16 characters, not a placeholder")
         return value
 
+    @property
+    def write_key(self) -> str | None:
+        """The key writes need: the API key, else the read key (a read key alone guards everything)."""
+        return self.api_key or self.read_key
+
     def load_embedder(self, model: str | None = None) -> Embedder:
         """The embedding model named by `model` (default: the configured one), loaded with these settings."""
         from citesearch.embeddings import load_embedder
@@ -74,6 +99,33 @@ class Settings(BaseSettings):
             batch_size=self.embed_batch_size,
         )
 
+    def models_root(self) -> Path:
+        """The models directory: `models_dir`, else the default next to the package."""
+        from citesearch.embeddings import default_models_dir
+
+        return self.models_dir if self.models_dir is not None else default_models_dir()
+
+    def reindex_models(self) -> list[str]:
+        """The model names a reindex may ask for: the directories under the models directory."""
+        try:
+            entries = list(self.models_root().iterdir())
+        except OSError:
+            return []
+        return sorted(p.name for p in entries if is_model_name(p.name) and p.is_dir())
+
+    def reindex_model_source(self, name: str) -> str | None:
+        """What to load for a reindex asking for `name`, or None when it may not.
+
+        Either exactly the configured CITESEARCH_MODEL, or a plain name resolved under the models
+        directory; never a path taken from the request.
+        """
+        if self.model is not None and name == self.model:
+            return self.model
+        if not is_model_name(name):
+            return None
+        path = self.models_root() / name
+        return str(path) if path.is_dir() else None
+
     def index_config(self) -> IndexConfig:
         """The domain's view of these settings."""
         return IndexConfig(
@@ -82,6 +134,8 @@ class Settings(BaseSettings):
             max_passage_tokens=self.max_passage_tokens,
             overlap_sentences=self.overlap_sentences,
             max_article_bytes=self.max_article_bytes,
+            max_article_passages=self.max_article_passages,
+            max_query_chars=self.max_query_chars,
             index_kind=self.index_kind,
             approx_threshold=self.approx_threshold,
             checkpoint_every_s=self.checkpoint_every_s,

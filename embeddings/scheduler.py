@@ -162,6 +162,10 @@ class InferenceScheduler:
 
     # ---- the worker ----------------------------------------------------------------------------
     def _submit(self, tasks: list[_Task]) -> list[Vectors]:
+        if threading.current_thread() is self._worker:  # called from inside a pass: run it here
+            for t in tasks:
+                self._execute([t])
+            return [t.wait() for t in tasks]
         with self._cond:
             if self._closed:
                 raise SchedulerClosedError("the inference scheduler is closed")

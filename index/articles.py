@@ -10,12 +10,19 @@ Decisions:
   (no "/", "%", "?", "#" or spaces; not "." or ".."), so that every id
   can be used as is in `GET /v1/articles/{id}`. Absent ids are derived: `url-<16 hex>` from the
   normalised URL (scheme and host lower-cased, default port, fragment and trailing slash
-  dropped), else `sha-<16 hex>` from the title and text.
-- The text is kept exactly as given (passages cite offsets into it); it must contain a
-  non-whitespace character, no NUL or unpaired surrogate, and at most `max_bytes` bytes of UTF-8.
+  dropped), else `sha-<16 hex>` from the title and text. One batch may not name an id twice
+  (`duplicate_id_problems`, on the final ids, derived ones included).
+- The text is kept exactly as given (passages cite offsets into it); it must contain a letter or
+  a digit (Unicode categories L or N: text of only spaces, punctuation, emoji or invisible
+  characters is refused), no NUL or unpaired surrogate, and at most `max_bytes` bytes of UTF-8.
   Title and source are stripped of surrounding whitespace; empty ones become None.
-- The language is normalised BCP-47 ("pt-BR", "zh"); absent (or "und"), it is detected from the
-  text and may stay None when the detector is unsure.
+- A URL is an absolute http(s) URL without spaces or control characters, with an ASCII or
+  letter/digit host and a port of 0-65535 (`URL_PATTERN`, which the JSON schema publishes as is).
+- The language is normalised BCP-47 ("pt-BR", "zh"; the common shapes of `LANGUAGE_PATTERN`, up to 35
+  characters); absent (or "und"), it is detected from the text and may stay None when the detector
+  is unsure.
+- Every pattern the JSON schema publishes is exactly the rule applied here, so a generated
+  request that matches the schema is accepted and one that does not is refused.
 - Format and type errors are raised by `ArticleInput` (pydantic ValidationError); the checks that
   depend on configuration or on the text as a whole by `build_article` (InvalidArticleError).
 """
@@ -27,12 +34,14 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -53,20 +62,58 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "ID_MAX_LENGTH",
     "ID_PATTERN",
+    "LANGUAGE_PATTERN",
+    "LETTER_OR_DIGIT_PATTERN",
+    "URL_PATTERN",
     "Article",
     "ArticleInput",
     "MetadataValue",
     "build_article",
     "content_hash",
     "derive_id",
+    "duplicate_id_problems",
+    "has_letter_or_digit",
     "normalize_url",
     "validate_article_id",
 ]
 
+_T = TypeVar("_T")
 DEFAULT_MAX_BYTES = 1_000_000
 ID_MAX_LENGTH = 256
-ID_PATTERN = r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$"
+_ID_CHAR = r"[A-Za-z0-9._~:@!$&'()*+,;=-]"
+_ID_CHAR_NOT_DOT = r"[A-Za-z0-9_~:@!$&'()*+,;=-]"
+# 1-256 id characters, except "." and ".." (spelled out: the schema's regex dialects lack lookahead).
+ID_PATTERN = (
+    rf"^(?:{_ID_CHAR_NOT_DOT}{_ID_CHAR}{{0,255}}|\.{_ID_CHAR_NOT_DOT}{_ID_CHAR}{{0,254}}"
+    rf"|\.\.{_ID_CHAR}{{1,254}})$"
+)
 _ID_RE = re.compile(ID_PATTERN)
+LETTER_OR_DIGIT_PATTERN = r"[\p{L}\p{N}]"
+"""Somewhere in the string, a letter or a digit (Unicode categories L and N)."""
+_LETTER_OR_DIGIT = regex.compile(LETTER_OR_DIGIT_PATTERN)
+# Whitespace allowed around a URL or a language tag (and stripped); none inside.
+_EDGE_SPACE = r"[ \t\n\r]*"
+# A URL character: anything but controls and Unicode white space.
+_URL_CHAR = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+URL_PATTERN = (
+    rf"^{_EDGE_SPACE}(?:[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9._~!$&'()*+,;=%:-]*@)?"
+    rf"[\p{{L}}\p{{N}}._~!$&'()*+,;=%-]+(?::{_PORT})?(?:[/?#]{_URL_CHAR}*)?{_EDGE_SPACE})?$"
+)
+_URL_RE = regex.compile(URL_PATTERN)
+_SEP = "[-_]"
+LANGUAGE_PATTERN = (
+    rf"^{_EDGE_SPACE}(?:[A-Za-z]{{2,3}}(?:{_SEP}[A-Za-z]{{3}})?(?:{_SEP}[A-Za-z]{{4}})?"
+    rf"(?:{_SEP}(?:[A-Za-z]{{2}}|[0-9]{{3}}))?(?:{_SEP}(?:[A-Za-z0-9]{{5,8}}|[0-9][A-Za-z0-9]{{3}}))?"
+    rf"(?:{_SEP}[Xx]{_SEP}[A-Za-z0-9]{{1,8}})?|[Xx](?:{_SEP}[A-Za-z0-9]{{1,8}}){{1,3}}){_EDGE_SPACE}$"
+)
+"""The BCP-47 tags accepted: language, then optionally an extlang, a script, a region, one variant and
+one private-use subtag ('_' or '-' between them), or a private-use tag. A subset of what
+`normalize_language_tag` reads (no extensions, one variant) whose repetitions are bounded, so that
+a schema-driven generator can produce tags of a given length."""
+_LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
+# What str.isspace() calls white space: a metadata key must hold something else.
+_NOT_SPACE = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 MAX_TITLE_CHARS = 2_000
 MAX_URL_CHARS = 4_096
 MAX_SOURCE_CHARS = 256
@@ -83,9 +130,14 @@ _ID_RULE = (
 
 def validate_article_id(value: str) -> str:
     """The id itself when it is usable in a URL path; ValueError with the rule otherwise."""
-    if not _ID_RE.fullmatch(value) or value in (".", ".."):
+    if not _ID_RE.fullmatch(value):
         raise ValueError(f"invalid id {value[:300]!r}: {_ID_RULE}")
     return value
+
+
+def has_letter_or_digit(value: str) -> bool:
+    """True when `value` holds a letter or a digit of any script (Unicode categories L and N)."""
+    return _LETTER_OR_DIGIT.search(value) is not None
 
 
 def _storable(value: str, name: str) -> str:
@@ -141,27 +193,43 @@ def _check_metadata(value: object) -> dict[str, Any]:
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_METADATA_KEY_CHARS:
             raise ValueError(f"metadata key {key!r} must be a non-empty string of at most 128 characters")
         _storable(key, "a metadata key")
-        if item is None:
-            raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
-        if isinstance(item, Mapping | list | tuple | set):
-            raise ValueError(
-                f"metadata[{key!r}] is nested ({type(item).__name__}); metadata is flat: "
-                "values must be strings, numbers or booleans"
-            )
-        if not isinstance(item, str | int | float | bool):
-            raise ValueError(
-                f"metadata[{key!r}] must be a string, number or boolean, not {type(item).__name__}"
-            )
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"metadata[{key!r}] must be a finite number")
-        if isinstance(item, str):
-            if len(item) > MAX_METADATA_VALUE_CHARS:
-                raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
-            _storable(item, f"metadata[{key!r}]")
+        _check_metadata_value(key, item)
     return dict(value)
 
 
+def _check_metadata_value(key: str, item: object) -> None:
+    """A flat value: a storable string of bounded length, a finite number or a boolean."""
+    if item is None:
+        raise ValueError(f"metadata[{key!r}] is null; values must be strings, numbers or booleans")
+    if isinstance(item, Mapping | list | tuple | set):
+        raise ValueError(
+            f"metadata[{key!r}] is nested ({type(item).__name__}); metadata is flat: "
+            "values must be strings, numbers or booleans"
+        )
+    if not isinstance(item, str | int | float | bool):
+        raise ValueError(f"metadata[{key!r}] must be a string, number or boolean, not {type(item).__name__}")
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ValueError(f"metadata[{key!r}] must be a finite number")
+    if isinstance(item, str):
+        if len(item) > MAX_METADATA_VALUE_CHARS:
+            raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS} characters")
+        _storable(item, f"metadata[{key!r}]")
+
+
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": ID_MAX_LENGTH}
+_METADATA_SCHEMA = {
+    "type": "object",
+    "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS, "pattern": _NOT_SPACE},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
+            {"type": "boolean"},
+            {"type": "integer"},
+            {"type": "number"},
+        ]
+    },
+}
 _PUBLISHED_AT_SCHEMA = {
     "anyOf": [
         {"type": "string", "format": "date"},
@@ -204,13 +272,16 @@ class ArticleInput(BaseModel):
     )
     text: StrictStr = Field(
         description="The article body, kept exactly as given: passages cite character offsets into "
-        "it. Must not be empty or whitespace only; at most 1,000,000 bytes of UTF-8 by default.",
+        "it. Must hold a letter or a digit; at most 1,000,000 bytes of UTF-8 by default.",
         examples=["NVIDIA's spokesperson emphasized that their chips do not contain any backdoors [2]."],
+        json_schema_extra={"pattern": LETTER_OR_DIGIT_PATTERN},
     )
-    url: StrictStr | None = Field(
+    url: (
+        Annotated[StrictStr, Field(max_length=MAX_URL_CHARS, json_schema_extra={"pattern": URL_PATTERN})]
+        | None
+    ) = Field(
         default=None,
-        max_length=MAX_URL_CHARS,
-        description="Absolute http(s) link to the article.",
+        description="Absolute http(s) link to the article (blank counts as none).",
         examples=["https://example.com/news/nvidia-h20"],
     )
     source: StrictStr | None = Field(
@@ -228,15 +299,19 @@ class ArticleInput(BaseModel):
         "datetimes and impossible dates are refused.",
         examples=["2025-08-01", "2025-08-01T09:30:00+08:00"],
     )
-    language: StrictStr | None = Field(
+    language: (
+        Annotated[StrictStr, Field(max_length=35, json_schema_extra={"pattern": LANGUAGE_PATTERN})] | None
+    ) = Field(
         default=None,
-        max_length=35,
         description="BCP-47 language tag of the text (e.g. en, zh, pt-BR); detected when absent.",
         examples=["en"],
     )
-    metadata: dict[str, MetadataValue] = Field(
+    metadata: Annotated[
+        dict[str, MetadataValue], WithJsonSchema({"anyOf": [_METADATA_SCHEMA, {"type": "null"}]})
+    ] = Field(
         default_factory=dict,
-        description="Flat key -> value pairs (string, number or boolean); nested values are refused.",
+        description="Flat key -> value pairs (string, number or boolean); nested values are refused; "
+        "null is none.",
         examples=[{"section": "technology", "paywalled": False}],
     )
 
@@ -255,6 +330,11 @@ class ArticleInput(BaseModel):
     def _valid_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if not _URL_RE.fullmatch(value):
+            raise ValueError(
+                f"url {value[:200]!r} must be an absolute http:// or https:// URL without spaces, "
+                "with a valid host and port"
+            )
         s = value.strip()
         if not s:
             return None
@@ -280,7 +360,11 @@ class ArticleInput(BaseModel):
     @field_validator("language")
     @classmethod
     def _valid_language(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_language_tag(value)
+        if value is None:
+            return None
+        if not _LANGUAGE_RE.fullmatch(value):
+            raise ValueError(f"invalid language tag {value!r}: expected BCP-47 such as 'en', 'zh' or 'pt-BR'")
+        return normalize_language_tag(value)
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -317,6 +401,20 @@ def normalize_url(url: str) -> str:
     netloc = f"{userinfo}@{host}" if userinfo else host
     path = parts.path.rstrip("/")
     return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def duplicate_id_problems(articles: Sequence[Article]) -> list[dict[str, object]]:
+    """One problem per repeated id in a batch (final ids, derived ones included), naming both positions."""
+    first: dict[str, int] = {}
+    problems: list[dict[str, object]] = []
+    for i, a in enumerate(articles):
+        if a.id in first:
+            problems.append(
+                {"field": "id", "message": f"duplicate id {a.id!r} (also at index {first[a.id]})", "index": i}
+            )
+        else:
+            first[a.id] = i
+    return problems
 
 
 def _canonical_json(value: object) -> str:
@@ -360,10 +458,12 @@ def _strip_or_none(value: str | None) -> str | None:
     return s or None
 
 
-def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
-    """Validate and normalise an input into an Article; InvalidArticleError lists every problem."""
-    problems: list[dict[str, str]] = []
-    text = inp.text
+Problems = list[dict[str, str]]
+
+
+def _text_problems(text: str, max_bytes: int) -> Problems:
+    """What is wrong with an article's text: unstorable, blank, no letter or digit, too large."""
+    problems: Problems = []
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -373,10 +473,24 @@ def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
         size = 0
     if not text.strip():
         problems.append({"field": "text", "message": "text is empty or whitespace only"})
+    elif not has_letter_or_digit(text):
+        problems.append(
+            {
+                "field": "text",
+                "message": "text has no letter or digit (only spaces, punctuation, symbols or invisible "
+                "characters)",
+            }
+        )
     elif size > max_bytes:
         problems.append(
             {"field": "text", "message": f"text is {size} bytes of UTF-8, over the limit of {max_bytes}"}
         )
+    return problems
+
+
+def _surrogate_problems(inp: ArticleInput) -> Problems:
+    """The short string fields that cannot be stored as UTF-8 (models built without validation)."""
+    problems: Problems = []
     for name in ("title", "source", "url", "id"):
         value = getattr(inp, name)
         if isinstance(value, str):
@@ -384,27 +498,29 @@ def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 problems.append({"field": name, "message": f"{name} contains an unpaired surrogate"})
+    return problems
+
+
+def _checked(problems: Problems, field: str, check: Callable[[], _T]) -> _T | None:
+    """`check()`, or None with its ValueError recorded as a problem of `field`."""
     try:
-        published = _iso(_parse_published_at(inp.published_at))
+        return check()
     except ValueError as exc:
-        problems.append({"field": "published_at", "message": str(exc)})
-        published = None
+        problems.append({"field": field, "message": str(exc)})
+        return None
+
+
+def build_article(inp: ArticleInput, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
+    """Validate and normalise an input into an Article; InvalidArticleError lists every problem."""
+    text = inp.text
+    problems = _text_problems(text, max_bytes) + _surrogate_problems(inp)
+    published = _iso(_checked(problems, "published_at", partial(_parse_published_at, inp.published_at)))
     language: str | None = None
     if inp.language is not None:
-        try:
-            language = normalize_language_tag(inp.language)
-        except ValueError as exc:
-            problems.append({"field": "language", "message": str(exc)})
+        language = _checked(problems, "language", partial(normalize_language_tag, inp.language))
     if inp.id is not None:
-        try:
-            validate_article_id(inp.id)
-        except ValueError as exc:
-            problems.append({"field": "id", "message": str(exc)})
-    try:
-        metadata = _check_metadata(inp.metadata)
-    except ValueError as exc:
-        problems.append({"field": "metadata", "message": str(exc)})
-        metadata = {}
+        _checked(problems, "id", partial(validate_article_id, inp.id))
+    metadata = _checked(problems, "metadata", partial(_check_metadata, inp.metadata)) or {}
     if problems:
         raise InvalidArticleError("; ".join(p["message"] for p in problems), details=problems)
 

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from citesearch.embeddings.scheduler import Priority
-from citesearch.index.articles import Article, ArticleInput, build_article
+from citesearch.index.articles import Article, ArticleInput, build_article, duplicate_id_problems
 from citesearch.index.errors import InvalidArticleError, NotFoundError
 from citesearch.index.lexical import terms_text
 from citesearch.index.splitter import PassageSpan, split_passages
@@ -96,6 +96,9 @@ class Writer:
                 details.extend({**d, "index": i} for d in exc.details)
         if details:
             raise InvalidArticleError("invalid article(s) in the batch", details=details)
+        duplicates = duplicate_id_problems(articles)
+        if duplicates:
+            raise InvalidArticleError("the batch names an article id more than once", details=duplicates)
         return articles
 
     def prepare(
@@ -152,7 +155,7 @@ class Writer:
     def write(self, articles: Sequence[Article]) -> list[WriteResult]:
         """Write validated articles: unchanged ones are no-ops, changed ones replace their passages.
 
-        The last occurrence of an id in one batch wins.
+        `validate` refuses a batch that repeats an id; here (files ingested by the CLI) the last wins.
         """
         by_id = {a.id: a for a in articles}
         known = self.core.store.content_hashes(by_id)

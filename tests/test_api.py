@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.api.app import create_app
+from citesearch.api.jobs import JobRunner
+from citesearch.api.schemas import SearchRequest, query_limit
 from citesearch.api.settings import Settings
-from citesearch.embeddings import Embedder
+from citesearch.embeddings import Embedder, ModelError
+from citesearch.index.service import ServiceStats
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
 KEY = "k3y-for-tests-0123456789"
@@ -39,6 +43,11 @@ def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient]:
         yield c
 
 
+def jobs_of(client: TestClient) -> JobRunner:
+    runner: JobRunner = client.app.state.citesearch.jobs  # type: ignore[attr-defined]
+    return runner
+
+
 def assert_error(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     body = resp.json()
@@ -54,6 +63,7 @@ def test_health_ready_and_empty_stats(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
     stats = client.get("/v1/stats").json()
     assert stats["articles"] == 0 and stats["index_vectors"] == 0 and stats["generation"] == 1
+    assert set(stats) == {f.name for f in dataclasses.fields(ServiceStats)}
 
 
 def test_ingest_search_get_list_delete(client: TestClient) -> None:
@@ -131,6 +141,16 @@ def test_pagination_is_stable(client: TestClient) -> None:
     listing = client.get("/v1/articles", params={"limit": 4}).json()
     rest = client.get("/v1/articles", params={"limit": 4, "cursor": listing["next_cursor"]}).json()
     assert [a["id"] for a in listing["articles"] + rest["articles"]] == [f"a{i}" for i in range(6)]
+    assert listing["next_cursor"] != "a3" and rest["next_cursor"] is None  # opaque, not the id
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["a3", "zz", "", "2", "2e", "2e2e", "2f", "6133 ", "6G", "61" * 257, "%00", "4A"],
+)
+def test_a_bad_cursor_is_a_422(client: TestClient, cursor: str) -> None:
+    error = assert_error(client.get("/v1/articles", params={"cursor": cursor}), 422, "validation_error")
+    assert ["query", "cursor"] in [d["loc"] for d in error["details"]]
 
 
 @pytest.mark.parametrize(
@@ -148,9 +168,14 @@ def test_pagination_is_stable(client: TestClient) -> None:
         ("post", "/v1/articles", {"articles": [{"text": 42}]}, 422),
         ("post", "/v1/articles", {"articles": [{"text": "ok", "published_at": "2024-13-01"}]}, 422),
         ("post", "/v1/articles", {"articles": [{"text": "ok", "metadata": {"a": {"b": 1}}}]}, 422),
+        ("post", "/v1/articles", {"articles": [{"text": "ok", "url": "ftp://x/y"}]}, 422),
+        ("post", "/v1/articles", {"articles": [{"text": "ok", "language": "english"}]}, 422),
+        ("post", "/v1/articles", {"articles": [{"id": "..", "text": "ok"}]}, 422),
         ("get", "/v1/search?q=", None, 422),
         ("get", "/v1/search?q=x&top_k=99", None, 422),
-        ("get", "/v1/jobs/nope", None, 404),
+        ("get", "/v1/jobs/nope", None, 422),
+        ("get", "/v1/jobs/" + "0" * 32, None, 404),
+        ("get", "/v1/articles/a%20b", None, 422),
         ("get", "/v1/nothing-here", None, 404),
     ],
 )
@@ -161,9 +186,179 @@ def test_bad_input_gets_a_4xx_in_the_one_error_shape(
     assert_error(resp, status)
 
 
-def test_malformed_json_is_a_400(client: TestClient) -> None:
-    resp = client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/search", b"{not json"),
+        ("/v1/search", b'{"query": "H20", "top_k": 3'),  # truncated
+        ("/v1/search", b'{"query": "\xff\xfe H20"}'),  # not UTF-8
+        ("/v1/search", b"\xff"),
+        ("/v1/search", b""),  # empty
+        ("/v1/search", b'[{"query": "H20"}]'),  # an array, not an object
+        ("/v1/search", b'"H20"'),
+        ("/v1/search", b"null"),
+        ("/v1/articles", b'{"articles": [{"text": "x"}'),
+        ("/v1/articles", b'[{"text": "x"}]'),
+        ("/v1/articles", b"\xc3\x28"),
+        ("/v1/articles", b""),
+        ("/v1/reindex", b"[]"),
+        ("/v1/reindex", b"{"),
+        ("/v1/reindex", b"\x80"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_400_malformed_json(
+    client: TestClient, path: str, body: bytes
+) -> None:
+    resp = client.post(path, content=body, headers={"content-type": "application/json"})
     assert_error(resp, 400, "malformed_json")
+
+
+def test_a_body_without_a_json_content_type_is_malformed_json(client: TestClient) -> None:
+    resp = client.post("/v1/search", content=b'{"query": "H20"}', headers={"content-type": "text/plain"})
+    assert "JSON object" in assert_error(resp, 400, "malformed_json")["message"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": "H20", "top_k": "5"},
+        {"query": "H20", "top_k": True},
+        {"query": "H20", "offset": 1.5},
+        {"query": "H20", "offset": "1"},
+        {"query": "H20", "context": "yes"},
+        {"query": "H20", "context": 1},
+        {"query": "H20", "per_article": "2"},
+        {"query": "H20", "recency_half_life_days": True},
+        {"query": "H20", "recency_half_life_days": "30"},
+    ],
+)
+def test_numbers_and_booleans_are_strict_in_json_bodies(client: TestClient, payload: dict[str, Any]) -> None:
+    error = assert_error(client.post("/v1/search", json=payload), 422, "validation_error")
+    field = next(k for k in payload if k != "query")
+    assert ["body", field] in [d["loc"] for d in error["details"]]
+
+
+def test_query_string_parameters_are_still_parsed_from_text(client: TestClient) -> None:
+    params = {"q": "H20", "top_k": "2", "offset": "0", "context": "true"}
+    assert client.get("/v1/search", params=params).status_code == 200
+    # JSON Schema's integers include 2.0, so the body takes it too.
+    assert client.post("/v1/search", json={"query": "H20", "top_k": 2.0}).status_code == 200
+
+
+@pytest.mark.parametrize("day", [0, 20240101, "20240101", "2024-01-01T00:00:00", "2024-W01-1", True])
+def test_filter_days_are_yyyy_mm_dd_only(client: TestClient, day: object) -> None:
+    body = {"query": "H20", "filters": {"published_after": day}}
+    assert_error(client.post("/v1/search", json=body), 422, "validation_error")
+    if isinstance(day, str):
+        assert_error(client.get("/v1/search", params={"q": "H20", "published_before": day}), 422)
+    assert client.get("/v1/search", params={"q": "H20", "published_before": "2024-01-01"}).status_code == 200
+
+
+def test_the_openapi_schema_states_the_configured_limits(tmp_path: Path, embedder: Embedder) -> None:
+    with make_client(tmp_path, embedder, max_batch=3, max_query_chars=10) as c:
+        spec = c.get("/openapi.json").json()
+        assert_error(c.post("/v1/articles", json={"articles": [{"text": f"t{i}"} for i in range(4)]}), 422)
+    schemas = spec["components"]["schemas"]
+    assert schemas["ArticlesIn"]["properties"]["articles"]["maxItems"] == 3
+    assert schemas["SearchRequest"]["properties"]["query"]["maxLength"] == 10
+    q = next(p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q")
+    assert q["schema"]["maxLength"] == 10
+
+
+@pytest.mark.parametrize("query", ["   ", "\u200b\u200d\ufeff", "🙂🚀", "?!… —", "\u200b🙂 \u2060"])
+def test_a_question_without_a_letter_or_digit_is_refused_by_the_schema(
+    client: TestClient, query: str
+) -> None:
+    for resp, loc in (
+        (client.post("/v1/search", json={"query": query}), ["body", "query"]),
+        (client.get("/v1/search", params={"q": query}), ["query", "q"]),
+    ):
+        error = assert_error(resp, 422, "validation_error")
+        assert [d["loc"] for d in error["details"]] == [loc]
+        assert (
+            "blank" in error["details"][0]["message"] or "letter or digit" in error["details"][0]["message"]
+        )
+    assert client.post("/v1/search", json={"query": "٣"}).status_code == 200  # an Arabic-Indic digit is fine
+
+
+def test_the_configured_query_limit_is_checked_by_the_schema(tmp_path: Path, embedder: Embedder) -> None:
+    with make_client(tmp_path, embedder, max_query_chars=10) as c:
+        assert c.post("/v1/search", json={"query": "x" * 10}).status_code == 200
+        for resp in (
+            c.post("/v1/search", json={"query": "x" * 11}),
+            c.get("/v1/search", params={"q": "x" * 11}),
+        ):
+            error = assert_error(resp, 422, "validation_error")
+            assert "longer than 10 characters" in error["details"][0]["message"]
+    with query_limit(3), pytest.raises(ValueError, match="longer than 3"):
+        SearchRequest(query="abcd")
+    assert SearchRequest(query="abcd").query == "abcd"  # outside the block: the schema's 2000
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b\u200c\u200d", "🙂🙃🚀", "!!! ... ???", "\u3000 \t\n", "\u2060\ufe0f"]
+)
+def test_article_text_needs_a_letter_or_digit(client: TestClient, text: str) -> None:
+    articles = [{"id": "fine", "text": "A fine article."}, {"id": "bad", "text": text}]
+    error = assert_error(client.post("/v1/articles", json={"articles": articles}), 422, "invalid_article")
+    assert [(d["field"], d["index"]) for d in error["details"]] == [("text", 1)]
+    assert client.get("/v1/stats").json()["articles"] == 0
+
+
+def test_an_id_twice_in_a_batch_is_refused_naming_both_positions(client: TestClient) -> None:
+    articles = [
+        {"id": "x", "text": "First copy."},
+        {"id": "y", "text": "Another one."},
+        {"text": "Derived from the url.", "url": "https://ex.com/a"},
+        {"id": "x", "text": "Second copy."},
+        {"text": "Same url, other text.", "url": "HTTPS://EX.com/a/"},
+    ]
+    error = assert_error(client.post("/v1/articles", json={"articles": articles}), 422, "invalid_article")
+    assert error["details"][0] == {"field": "id", "message": "duplicate id 'x' (also at index 0)", "index": 3}
+    assert error["details"][1]["index"] == 4 and "(also at index 2)" in error["details"][1]["message"]
+    assert len(error["details"]) == 2
+    assert client.get("/v1/stats").json()["articles"] == 0
+
+
+def test_options_and_405_list_every_method_of_the_path(client: TestClient) -> None:
+    for path, methods in (
+        ("/v1/articles", {"GET", "POST", "OPTIONS"}),
+        ("/v1/articles/some-id", {"GET", "DELETE", "OPTIONS"}),
+        ("/v1/search", {"GET", "POST", "OPTIONS"}),
+        ("/v1/reindex", {"POST", "OPTIONS"}),
+    ):
+        resp = client.options(path)
+        assert resp.status_code == 204, resp.text
+        assert {m.strip() for m in resp.headers["allow"].split(",")} == methods
+        put = client.put(path, json={})
+        assert_error(put, 405, "method_not_allowed")
+        assert {m.strip() for m in put.headers["allow"].split(",")} == methods
+    assert client.options("/v1/nothing-here").status_code == 404
+
+
+def test_openapi_declares_every_error_status_with_the_envelope(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    expected = {
+        ("post", "/v1/search"): {"400", "401", "413", "422", "503"},
+        ("get", "/v1/search"): {"401", "422", "503"},
+        ("post", "/v1/articles"): {"400", "401", "413", "422", "503"},
+        ("get", "/v1/articles"): {"401", "422", "503"},
+        ("get", "/v1/articles/{article_id}"): {"401", "404", "422", "503"},
+        ("delete", "/v1/articles/{article_id}"): {"401", "404", "422", "503"},
+        ("post", "/v1/reindex"): {"400", "401", "409", "413", "422", "503"},
+        ("get", "/v1/jobs/{job_id}"): {"401", "404", "422"},
+        ("get", "/v1/stats"): {"401", "503"},
+        ("get", "/readyz"): {"503"},
+    }
+    for (method, path), statuses in expected.items():
+        responses = spec["paths"][path][method]["responses"]
+        errors = {code for code in responses if code.startswith(("4", "5"))}
+        assert errors == statuses, (method, path, errors)
+        for code in errors:
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, code)
+    model = spec["components"]["schemas"]["ReindexRequest"]["properties"]["model"]
+    assert {"type": "string", "enum": ["multilingual-e5-small"]} in model["anyOf"]
 
 
 def test_body_limit_is_a_413(tmp_path: Path, embedder: Embedder) -> None:
@@ -177,6 +372,19 @@ def test_article_over_the_size_limit_is_refused(tmp_path: Path, embedder: Embedd
         resp = c.post("/v1/articles", json={"articles": [{"text": "word " * 50}]})
         assert_error(resp, 422)
         assert c.get("/v1/stats").json()["articles"] == 0
+
+
+def test_a_read_key_alone_guards_reads_and_writes(tmp_path: Path, embedder: Embedder) -> None:
+    read = {"Authorization": f"Bearer {KEY}"}
+    with make_client(tmp_path, embedder, read_key=KEY) as c:
+        assert_error(c.post("/v1/articles", json={"articles": [seed_article()]}), 401, "unauthorized")
+        assert_error(c.delete("/v1/articles/nvidia-h20"), 401, "unauthorized")
+        assert_error(c.post("/v1/reindex"), 401, "unauthorized")
+        assert_error(c.get("/v1/stats"), 401, "unauthorized")
+        assert_error(c.post("/v1/search", json={"query": "H20"}), 401, "unauthorized")
+        assert c.post("/v1/articles", json={"articles": [seed_article()]}, headers=read).status_code == 200
+        assert c.post("/v1/search", json={"query": "H20"}, headers=read).status_code == 200
+        assert c.delete("/v1/articles/nvidia-h20", headers=read).status_code == 204
 
 
 def test_auth_on_writes_and_optionally_reads(tmp_path: Path, embedder: Embedder) -> None:
@@ -214,8 +422,8 @@ def test_reindex_job_reports_progress_and_keeps_search_answering(client: TestCli
     assert job.status_code == 202
     job_id = job.json()["job_id"]
     assert client.post("/v1/search", json={"query": "H20"}).status_code == 200
-    runner = client.app.state.citesearch.jobs  # type: ignore[attr-defined]
-    assert runner.get(job_id).done.wait(timeout=300)
+    job_obj = jobs_of(client).get(job_id)
+    assert job_obj is not None and job_obj.done.wait(timeout=300)
     status = client.get(f"/v1/jobs/{job_id}").json()
     assert status["status"] == "succeeded" and status["progress"] == 1.0, status
     assert client.get("/v1/stats").json()["generation"] == 2
@@ -227,3 +435,76 @@ def test_metrics_count_requests_by_route(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'citesearch_requests_total{method="POST",route="/v1/search",status="200"}' in text
     assert "citesearch_index_vectors" in text
+
+
+@pytest.mark.parametrize(
+    "model", ["../../etc", "/etc", "models/../x", "..", "nope", "x" * 129, ".hidden", ""]
+)
+def test_reindex_refuses_a_model_that_is_not_a_known_name(client: TestClient, model: str) -> None:
+    error = assert_error(client.post("/v1/reindex", json={"model": model}), 422, "validation_error")
+    models_dir = str(Settings().models_root().resolve())
+    assert models_dir not in error["message"] and "multilingual-e5-small" in error["message"]
+    assert jobs_of(client).active() is None
+
+
+def test_reindex_with_a_model_of_the_models_directory(client: TestClient) -> None:
+    client.post("/v1/articles", json={"articles": [seed_article()]})
+    job_id = client.post("/v1/reindex", json={"model": "multilingual-e5-small"}).json()["job_id"]
+    job = jobs_of(client).get(job_id)
+    assert job is not None and job.done.wait(timeout=300)
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+
+
+def test_reindex_with_exactly_the_configured_model(tmp_path: Path, embedder: Embedder) -> None:
+    asked: list[str | None] = []
+
+    def factory(model: str | None) -> Embedder:
+        asked.append(model)
+        return embedder
+
+    configured = "intfloat/multilingual-e5-small"
+    settings = Settings(data_dir=tmp_path / "data", model=configured)
+    with TestClient(create_app(settings, embedder_factory=factory)) as c:
+        assert_error(c.post("/v1/reindex", json={"model": configured + "/"}), 422)
+        job_id = c.post("/v1/reindex", json={"model": configured}).json()["job_id"]
+        job = jobs_of(c).get(job_id)
+        assert job is not None and job.done.wait(timeout=300) and job.status == "succeeded"
+    assert asked == [configured, configured]
+
+
+def test_a_failed_job_says_why_without_server_paths(tmp_path: Path, embedder: Embedder) -> None:
+    models = tmp_path / "secret-models"
+    (models / "broken").mkdir(parents=True)
+
+    def factory(model: str | None) -> Embedder:
+        if model is None:
+            return embedder
+        raise ModelError(f"cannot load embedding model {model!r}: config.json missing in {model}")
+
+    settings = Settings(data_dir=tmp_path / "data", models_dir=models)
+    with TestClient(create_app(settings, embedder_factory=factory)) as c:
+        job_id = c.post("/v1/reindex", json={"model": "broken"}).json()["job_id"]
+        job = jobs_of(c).get(job_id)
+        assert job is not None and job.done.wait(timeout=60)
+        body = c.get(f"/v1/jobs/{job_id}").json()
+    assert body["status"] == "failed" and body["error"] == "model 'broken' could not be loaded"
+    assert str(tmp_path) not in c.get(f"/v1/jobs/{job_id}").text
+
+
+def test_a_start_up_failure_is_reported_without_server_paths(tmp_path: Path) -> None:
+    secret = tmp_path / "secret" / "multilingual-e5-small"
+
+    def factory(_model: str | None) -> Embedder:
+        raise ModelError(f"the default embedding model is not prepared at {secret}")
+
+    app = create_app(Settings(data_dir=tmp_path / "data"), embedder_factory=factory, load_in_background=True)
+    with TestClient(app) as c:
+        app.state.citesearch.ready.wait()
+        for resp in (c.get("/readyz"), c.get("/v1/stats"), c.post("/v1/search", json={"query": "x"})):
+            error = assert_error(resp, 503, "not_ready")
+            assert "ModelError" in error["message"] and str(tmp_path) not in resp.text
+
+
+def test_settings_pass_the_passage_cap_to_the_domain(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).index_config().max_article_passages == 256
+    assert Settings(data_dir=tmp_path, max_article_passages=3).index_config().max_article_passages == 3

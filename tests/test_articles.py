@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from citesearch.index.articles import (
     ArticleInput,
     build_article,
     derive_id,
+    duplicate_id_problems,
+    has_letter_or_digit,
     normalize_url,
 )
 from citesearch.index.errors import (
@@ -126,7 +129,10 @@ def test_nul_and_lone_surrogates_are_refused() -> None:
 # ---- ids ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("good", ["a", "nvidia-h20", "xquad:en:Super_Bowl_50", "v1.2~draft@wire", "x" * 256])
+@pytest.mark.parametrize(
+    "good",
+    ["a", "nvidia-h20", "xquad:en:Super_Bowl_50", "v1.2~draft@wire", "x" * 256, ".a", "..a", "...", "a.."],
+)
 def test_valid_ids_are_kept(good: str) -> None:
     assert build(text=EN_TEXT, id=good).id == good
 
@@ -436,3 +442,106 @@ def test_query_language_is_fast() -> None:
             detect_query_language(q, ["en", "zh", "de", "ar", "ru"])
             timings.append(time.perf_counter() - t0)
     assert statistics.median(timings) < 0.005
+
+
+# ---- letters and digits, duplicates -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b\u200c\u200d\u2060\ufeff", "🙂🙃🚀🇫🇷", "!!! ... ??? — «»", "\u3000\t \n", "\u0301\u0302"]
+)
+def test_text_without_a_letter_or_digit_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArticleError) as exc:
+        build_article(ArticleInput(text=text))
+    assert invalid_fields(exc.value) == {"text"}
+    assert not has_letter_or_digit(text)
+
+
+@pytest.mark.parametrize("text", ["٣", "Ⅻ", "½", "中", "a", "🙂 ok", "\u200bx"])
+def test_any_letter_or_digit_of_any_script_is_enough(text: str) -> None:
+    assert build_article(ArticleInput(text=text, language="en")).text == text
+
+
+def test_duplicate_ids_are_named_with_both_positions() -> None:
+    batch = [build(id="a", text=EN_TEXT), build(text=EN_TEXT), build(id="a", text="x1"), build(text=EN_TEXT)]
+    assert duplicate_id_problems(batch) == [
+        {"field": "id", "message": "duplicate id 'a' (also at index 0)", "index": 2},
+        {"field": "id", "message": f"duplicate id {batch[1].id!r} (also at index 1)", "index": 3},
+    ]
+    assert duplicate_id_problems(batch[:2]) == []
+
+
+# ---- the published JSON schema is exactly the rule ---------------------------------------------
+# Clients (and schemathesis) read the patterns of ArticleInput's JSON schema: a value matching
+# them must be accepted, and one that does not must be refused.
+
+SCHEMA = ArticleInput.model_json_schema()
+
+
+def schema_accepts(field: str, value: object) -> bool:
+    return bool(jsonschema_rs.validator_for(SCHEMA["properties"][field]).is_valid(value))
+
+
+def model_accepts(**fields: Any) -> bool:
+    try:
+        build(**{"text": EN_TEXT, **fields})
+    except (ValidationError, InvalidArticleError):
+        return False
+    return True
+
+
+SPACES = st.sampled_from(["", " ", "\t", "\n ", "\r", "\u3000", "\x0b", "\x1c", "\xa0"])
+URLS = st.builds(
+    "{}{}{}{}{}{}{}{}".format,
+    SPACES,
+    st.sampled_from(["http", "https", "HTTPS", "ftp", "", "http:", "hTtP"]),
+    st.sampled_from(["://", ":/", "//", "://://"]),
+    st.sampled_from(["", "user@", "u:p@", "a@b@", "[x]@"]),
+    st.text(alphabet="aZ0.-_~%é中\u0301\u20fe /[]:@\x7f🙂", max_size=6),
+    st.sampled_from(["", ":", ":80", ":65535", ":65536", ":0", ":x", ":00080", ":-1"]),
+    st.text(alphabet="/?#aé %\x00\x85\u2028[]", max_size=6),
+    SPACES,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(URLS)
+def test_the_url_pattern_is_the_url_rule(url: str) -> None:
+    assert schema_accepts("url", url) == model_accepts(url=url), url
+
+
+LANGUAGE_PARTS = st.text(alphabet="abcxX0123", min_size=0, max_size=9)
+LANGUAGES = st.builds(
+    "{}{}{}".format,
+    SPACES,
+    st.lists(LANGUAGE_PARTS, min_size=1, max_size=6).map(lambda parts: "-".join(parts)),
+    SPACES,
+) | st.text(max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(LANGUAGES)
+def test_the_language_pattern_is_the_language_rule(tag: str) -> None:
+    assert schema_accepts("language", tag) == model_accepts(language=tag), tag
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=ID_ALPHABET + "./ %é", min_size=0, max_size=4) | st.sampled_from([".", "..", "..."]))
+def test_the_id_pattern_is_the_id_rule(article_id: str) -> None:
+    assert schema_accepts("id", article_id) == model_accepts(id=article_id), article_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" \t\x1c\x85\u3000\u200ba\u2028", min_size=0, max_size=4))
+def test_the_metadata_key_pattern_is_the_key_rule(key: str) -> None:
+    assert schema_accepts("metadata", {key: 1}) == model_accepts(metadata={key: 1}), key
+
+
+# Characters assigned before Unicode 15 (unassigned to Python 3.11's unicodedata): the schema
+# validator and the `regex` module may know different Unicode versions, and only agree on those.
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(exclude_categories=["Cs", "Cn"], exclude_characters="\x00"), max_size=5)
+)
+def test_the_text_pattern_is_the_text_rule(text: str) -> None:
+    assert schema_accepts("text", text) == model_accepts(text=text, language="en"), text

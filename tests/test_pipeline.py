@@ -105,16 +105,25 @@ def test_a_rebuild_survives_deletes_and_updates_landing_mid_build(tmp_path: Path
             ]
         )
 
-        def writes_meanwhile() -> None:
-            svc.delete("a1")  # its passages are being embedded for the new generation right now
+        later: list[threading.Thread] = []
+
+        def updates() -> None:
             svc.upsert(
                 [ArticleInput(id="a2", text="article 2, rewritten while the rebuild ran.", language="en")]
             )
             svc.upsert([ArticleInput(id="new", text="an article added during the rebuild.", language="en")])
 
+        def writes_meanwhile() -> None:
+            # Runs on the inference worker inside the rebuild's first pass: the delete needs no model;
+            # the updates do, so they go to a thread (their passes go before the rebuild's next ones).
+            svc.delete("a1")  # its passages are being embedded for the new generation right now
+            later.append(threading.Thread(target=updates))
+            later[0].start()
+
         enc.hook = writes_meanwhile
         enc.armed.set()
         gen = svc.reindex()
+        later[0].join(60)
         stats = svc.stats()
         assert gen == 2 and stats.generation == 2
         assert stats.articles == 40 and stats.passages == stats.index_vectors == 40
