@@ -261,3 +261,14 @@ def test_precompiled_charsmap_applies_the_map() -> None:
 )
 def test_prompts_per_model_family(name: str, configured: dict[str, str], expected: tuple[str, str]) -> None:
     assert _pick_prompts(name, configured) == expected
+
+
+def test_passes_run_in_few_shapes_with_unchanged_vectors(embedder: Embedder) -> None:
+    """Shape buckets bound oneDNN's kernel cache; filler rows and padding change no vector."""
+    shapes = {embedder.padded_shape(r, w) for r in range(1, 33) for w in range(1, embedder.max_tokens + 1)}
+    assert len(shapes) <= 10 * 22
+    assert embedder.padded_shape(5, 200) == (6, 224) and embedder.padded_shape(1, 13) == (1, 16)
+    texts = [f"Sentence {i} about the river crossing, repeated. " * (1 + i) for i in range(5)]
+    together = embedder.encode_passages(texts)  # one pass of 5 rows, run as 6
+    alone = np.vstack([embedder.encode_passages([t]) for t in texts])
+    assert float(np.min(np.sum(together * alone, axis=1))) > 0.9999
