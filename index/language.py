@@ -96,18 +96,37 @@ def normalize_language_tag(tag: str) -> str:
     bad = ValueError(f"invalid language tag {tag!r}: expected BCP-47 such as 'en', 'zh' or 'pt-BR'")
     if any(not p or not _ALNUM.fullmatch(p) or not p.isascii() for p in parts):
         raise bad
-    out: list[str] = []
     first = parts[0].lower()
     if first == "x":  # a private-use tag as a whole
-        if len(parts) < 2 or any(len(p) > 8 for p in parts[1:]):
-            raise bad
-        return "-".join(p.lower() for p in parts)
+        return _private_use_tag(parts, bad)
+    out = [_primary_language(first, bad)]
+    i = _middle_subtags(parts, out)
+    i = _extension_subtags(parts, i, out, bad)
+    if i != len(parts):
+        raise bad
+    return "-".join(out)
+
+
+def _private_use_tag(parts: list[str], bad: ValueError) -> str:
+    """A whole private-use tag (x-...) in lower case; raises bad without subtags or with one too long."""
+    if len(parts) < 2 or any(len(p) > 8 for p in parts[1:]):
+        raise bad
+    return "-".join(p.lower() for p in parts)
+
+
+def _primary_language(first: str, bad: ValueError) -> str:
+    """The primary language subtag (lower case) in its two-letter, current form; raises bad when malformed."""
     # 5-8 letter primary subtags are legal syntax but none is registered: "english" is a mistake.
     if not _ALPHA.fullmatch(first) or len(first) not in (2, 3):
         raise bad
     if len(first) == 3:
         first = _three_to_two(first)
-    out.append(_DEPRECATED.get(first, first))
+    return _DEPRECATED.get(first, first)
+
+
+def _middle_subtags(parts: list[str], out: list[str]) -> int:
+    """Append the extlang, script, region and variant subtags after the primary one to out, in
+    canonical case; return the index of the first part not consumed."""
     i = 1
     # extlang: up to three 3-letter subtags (zh-yue), kept lower-case
     while i < len(parts) and i <= 3 and len(parts[i]) == 3 and _ALPHA.fullmatch(parts[i]):
@@ -124,6 +143,12 @@ def normalize_language_tag(tag: str) -> str:
     while i < len(parts) and ((5 <= len(parts[i]) <= 8) or (len(parts[i]) == 4 and parts[i][0].isdigit())):
         out.append(parts[i].lower())
         i += 1
+    return i
+
+
+def _extension_subtags(parts: list[str], i: int, out: list[str], bad: ValueError) -> int:
+    """Append the extension and private-use sequences from parts[i] on to out, lower-case; return the
+    index of the first part not consumed; raises bad for a singleton without subtags."""
     while i < len(parts) and len(parts[i]) == 1:
         # extensions (u-co-phonebk) and private use (x-...), lower-case
         singleton = parts[i].lower()
@@ -135,9 +160,7 @@ def normalize_language_tag(tag: str) -> str:
             raise bad
         out.extend(p.lower() for p in parts[i:j])
         i = j
-    if i != len(parts):
-        raise bad
-    return "-".join(out)
+    return i
 
 
 def primary_subtag(tag: str) -> str:

@@ -95,9 +95,22 @@ def _stemmer(language: str | None) -> Stemmer.Stemmer | None:
 
 def terms(text: str, language: str | None = None) -> list[str]:
     """Terms of `text` in order: stemmed lower-case words, and character bigrams inside unspaced scripts."""
-    words: list[str] = []
-    grams: list[tuple[int, str]] = []  # (position in `out`, bigram) kept apart from stemming
     norm = unicodedata.normalize("NFKC", text).casefold()
+    words, grams = _words_and_bigrams(norm)
+    st = _stemmer(language)
+    if st is not None and words:
+        words = st.stemWords(words)
+    if language and primary_subtag(language) in SYLLABIC and len(words) > 1:
+        words = words + [f"{a}{JOINER}{b}" for a, b in itertools.pairwise(words)]
+    if not grams:
+        return words
+    return _interleave(words, grams)
+
+
+def _words_and_bigrams(norm: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """The spaced words of norm, and the bigrams of its unspaced runs with their positions among all terms."""
+    words: list[str] = []
+    grams: list[tuple[int, str]] = []  # (position in the output, bigram) kept apart from stemming
     for word in _WORD.findall(norm):
         pos = 0
         for run in _UNSPACED.finditer(word):
@@ -111,13 +124,11 @@ def terms(text: str, language: str | None = None) -> list[str]:
             pos = run.end()
         if pos < len(word):
             words.append(word[pos:])
-    st = _stemmer(language)
-    if st is not None and words:
-        words = st.stemWords(words)
-    if language and primary_subtag(language) in SYLLABIC and len(words) > 1:
-        words = words + [f"{a}{JOINER}{b}" for a, b in itertools.pairwise(words)]
-    if not grams:
-        return words
+    return words, grams
+
+
+def _interleave(words: list[str], grams: list[tuple[int, str]]) -> list[str]:
+    """Words in order with each bigram inserted at its recorded position."""
     out: list[str] = []
     wi = 0
     for at, gram in grams:

@@ -159,37 +159,7 @@ def _is_combining(ch: str) -> bool:
 def sentence_spans(text: str, start: int, end: int, language: str | None) -> list[tuple[int, int]]:
     """Sentence spans of text[start:end] (one paragraph), stripped, covering all its non-space text."""
     segment = text[start:end]
-    lang = primary_subtag(language) if language else "en"
-    if not lang.isalpha() or lang == "und":
-        lang = "en"
-    cuts = set(_sentencex_cuts(segment, lang))
-    for m in _LINE_BREAK.finditer(segment):
-        nxt = segment[m.end() : m.end() + 1]
-        if nxt and not nxt.islower():
-            cuts.add(m.start())
-    repaired: set[int] = set()
-    for c in sorted(cuts):
-        if c <= 0 or c >= len(segment):
-            continue
-        prev, nxt = segment[c - 1], segment[c]
-        if (
-            not prev.isspace()
-            and not nxt.isspace()
-            and prev in _IN_TOKEN_PUNCT
-            and (nxt.isalnum() or nxt in "/?=&#%_-~")
-        ):
-            continue
-        j, k = c, c
-        while j > 0 and segment[j - 1].isspace():
-            j -= 1
-        while k < len(segment) and segment[k].isspace():
-            k += 1
-        if j > 0 and segment[j - 1] == "." and k < len(segment) and segment[k].islower():
-            continue  # "5,5 δισ. δολάρια": an abbreviation, as a sentence does not start in lower case
-        foot = _FOOTNOTES.match(segment, c)
-        if foot is not None:
-            c = foot.end()
-        repaired.add(c)
+    repaired = _repaired_cuts(segment, _candidate_cuts(segment, _sentencex_language(language)))
     spans = []
     pos = 0
     for c in [*sorted(repaired), len(segment)]:
@@ -198,6 +168,56 @@ def sentence_spans(text: str, start: int, end: int, language: str | None) -> lis
             spans.append((start + s, start + e))
         pos = max(pos, c)
     return spans
+
+
+def _sentencex_language(language: str | None) -> str:
+    """The language sentencex segments with: the primary subtag, or "en" when unknown."""
+    lang = primary_subtag(language) if language else "en"
+    if not lang.isalpha() or lang == "und":
+        lang = "en"
+    return lang
+
+
+def _candidate_cuts(segment: str, lang: str) -> set[int]:
+    """sentencex's cuts, plus every line break before a line that does not start in lower case."""
+    cuts = set(_sentencex_cuts(segment, lang))
+    for m in _LINE_BREAK.finditer(segment):
+        nxt = segment[m.end() : m.end() + 1]
+        if nxt and not nxt.islower():
+            cuts.add(m.start())
+    return cuts
+
+
+def _is_false_cut(segment: str, c: int) -> bool:
+    """True when a cut at c is inside a token ("5.5", "a.b?c=1") or follows an abbreviation."""
+    prev, nxt = segment[c - 1], segment[c]
+    if (
+        not prev.isspace()
+        and not nxt.isspace()
+        and prev in _IN_TOKEN_PUNCT
+        and (nxt.isalnum() or nxt in "/?=&#%_-~")
+    ):
+        return True
+    j, k = c, c
+    while j > 0 and segment[j - 1].isspace():
+        j -= 1
+    while k < len(segment) and segment[k].isspace():
+        k += 1
+    # "5,5 δισ. δολάρια": an abbreviation, as a sentence does not start in lower case
+    return j > 0 and segment[j - 1] == "." and k < len(segment) and segment[k].islower()
+
+
+def _repaired_cuts(segment: str, cuts: set[int]) -> set[int]:
+    """The inner cuts that are real sentence ends, each moved past any footnote markers after it."""
+    repaired: set[int] = set()
+    for c in sorted(cuts):
+        if c <= 0 or c >= len(segment):
+            continue
+        if _is_false_cut(segment, c):
+            continue
+        foot = _FOOTNOTES.match(segment, c)
+        repaired.add(c if foot is None else foot.end())
+    return repaired
 
 
 def _space_separated_script(s: str) -> bool:
@@ -399,14 +419,9 @@ def split_passages(
     count_tokens counts a batch of texts as the model sees each passage (prompt and special
     tokens included): a passage fits iff its count <= max_tokens.
     """
-    if max_tokens < 1 or target_tokens < 1:
-        raise ValueError("target_tokens and max_tokens must be positive")
-    if overlap_sentences < 0:
-        raise ValueError("overlap_sentences must be >= 0")
+    _check_sizes(target_tokens, max_tokens, overlap_sentences)
     target = min(target_tokens, max_tokens)
-    spans: list[tuple[int, int, int]] = []
-    for para, (ps, pe) in enumerate(_paragraphs(text)):
-        spans.extend((s, e, para) for s, e in sentence_spans(text, ps, pe, language))
+    spans = _sentence_spans_by_paragraph(text, language)
     if not spans:
         return []
     counter = _Counter(text, count_tokens)
@@ -425,10 +440,42 @@ def split_passages(
     units = _whole_paragraphs(units, counter, overhead, target, max_tokens)
     passages = [_Passage(run) for run in _pack(units, overhead, target, max_tokens)]
     if overlap_sentences:
-        for i in range(1, len(passages)):
-            prev, cur = passages[i - 1].units, passages[i].units
-            extra = [u for u in prev[1:][-overlap_sentences:] if u.para == cur[0].para]
-            passages[i] = _Passage([*extra, *cur], n_overlap=len(extra))
+        _add_overlap(passages, overlap_sentences)
+    passages = _count_until_fit(passages, counter, max_tokens, overhead)
+    return [
+        PassageSpan(text[p.units[0].start : p.units[-1].end], p.units[0].start, p.units[-1].end, p.tokens)
+        for p in passages
+    ]
+
+
+def _check_sizes(target_tokens: int, max_tokens: int, overlap_sentences: int) -> None:
+    """ValueError unless the token sizes are positive and the overlap is not negative."""
+    if max_tokens < 1 or target_tokens < 1:
+        raise ValueError("target_tokens and max_tokens must be positive")
+    if overlap_sentences < 0:
+        raise ValueError("overlap_sentences must be >= 0")
+
+
+def _sentence_spans_by_paragraph(text: str, language: str | None) -> list[tuple[int, int, int]]:
+    """(start, end, paragraph number) of every sentence of text, in order."""
+    spans: list[tuple[int, int, int]] = []
+    for para, (ps, pe) in enumerate(_paragraphs(text)):
+        spans.extend((s, e, para) for s, e in sentence_spans(text, ps, pe, language))
+    return spans
+
+
+def _add_overlap(passages: list[_Passage], overlap_sentences: int) -> None:
+    """Prefix each passage with up to overlap_sentences last units of the one before, same paragraph only."""
+    for i in range(1, len(passages)):
+        prev, cur = passages[i - 1].units, passages[i].units
+        extra = [u for u in prev[1:][-overlap_sentences:] if u.para == cur[0].para]
+        passages[i] = _Passage([*extra, *cur], n_overlap=len(extra))
+
+
+def _count_until_fit(
+    passages: list[_Passage], counter: _Counter, max_tokens: int, overhead: int
+) -> list[_Passage]:
+    """Count the passages in batches, shrinking any above max_tokens, until every one fits."""
     while True:
         _settle(passages)
         unknown = [p for p in passages if p.tokens < 0]
@@ -436,20 +483,21 @@ def split_passages(
         for p, c in zip(unknown, counter.count(spans_), strict=True):
             p.tokens = c
         if all(p.tokens <= max_tokens for p in passages):
-            break
-        fixed: list[_Passage] = []
-        for p in passages:
-            if p.tokens <= max_tokens:
-                fixed.append(p)
-            elif p.n_overlap:
-                fixed.append(_Passage(p.units[1:], n_overlap=p.n_overlap - 1))
-            else:
-                fixed.extend(_split_in_two(p, overhead))
-        passages = fixed
-    return [
-        PassageSpan(text[p.units[0].start : p.units[-1].end], p.units[0].start, p.units[-1].end, p.tokens)
-        for p in passages
-    ]
+            return passages
+        passages = _shrink_over_long(passages, max_tokens, overhead)
+
+
+def _shrink_over_long(passages: list[_Passage], max_tokens: int, overhead: int) -> list[_Passage]:
+    """Passages above max_tokens lose one unit of overlap, or are cut in two when they have none."""
+    fixed: list[_Passage] = []
+    for p in passages:
+        if p.tokens <= max_tokens:
+            fixed.append(p)
+        elif p.n_overlap:
+            fixed.append(_Passage(p.units[1:], n_overlap=p.n_overlap - 1))
+        else:
+            fixed.extend(_split_in_two(p, overhead))
+    return fixed
 
 
 def sentences(text: str, language: str | None) -> list[tuple[int, int]]:
