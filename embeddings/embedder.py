@@ -307,7 +307,9 @@ class Embedder:
         """The (rows, width) a pass of `rows` sequences of at most `width` tokens runs at."""
         step = SMALL_WIDTH_STEP if width <= SMALL_WIDTH else WIDTH_STEP
         padded_width = max(width, min(self.max_tokens, -(-width // step) * step))
-        padded_rows = next((b for b in ROW_BUCKETS if b >= rows), -(-rows // ROW_BUCKETS[-1]) * ROW_BUCKETS[-1])
+        padded_rows = next(
+            (b for b in ROW_BUCKETS if b >= rows), -(-rows // ROW_BUCKETS[-1]) * ROW_BUCKETS[-1]
+        )
         return padded_rows, padded_width
 
     def _embed_ids(self, seqs: list[list[int]]) -> Vectors:
