@@ -56,6 +56,7 @@ from bench.perf import (
     RESULTS,
     ROOT,
     Http,
+    _fmt,
     _log_tail,
     _stop,
     _wait_ready,
@@ -939,16 +940,6 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- output -------------------------------------------------------------------------------------
-def _fmt(v: Any, nd: int = 1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.{nd}f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
 def render_md(r: dict[str, Any]) -> str:
     m = r.get("machine", {})
     v = m.get("versions", {})

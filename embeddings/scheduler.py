@@ -10,6 +10,11 @@ time it is free:
    into slices sized to take about `slice_ms` each (measured tokens per second), so a question
    that arrives during a bulk ingest or a reindex waits at most for the slice in progress.
 
+Neither starves the other: when both wait, questions get QUERY_SHARE of the model's time and
+write slices the rest (a slice of d seconds earns the questions behind it d·share/(1-share)
+seconds of passes before the next slice), and a reindex gets every REBUILD_EVERY-th slice while
+live writes keep coming.
+
 Callers block until their own vectors are ready; results are exactly what the encoder returns
 for the same texts (slicing changes only how passages are grouped into passes).
 """
@@ -34,6 +39,10 @@ MAX_SLICE_TOKENS = 4096
 """Largest write slice in padded tokens (also the embedder's own largest batch)."""
 MAX_QUERY_BATCH = 32
 """Most questions encoded in one pass."""
+QUERY_SHARE = 0.5
+"""Share of the model's time questions get while write work also waits (they go first until then)."""
+REBUILD_EVERY = 3
+"""While live writes and a reindex both wait, every this-many-th slice is the reindex's."""
 
 
 class TextEncoder(Protocol):
@@ -103,6 +112,8 @@ class InferenceScheduler:
         self._slices: list[_Task] = []
         self._order = itertools.count()
         self._closed = False
+        self._query_budget = 0.0  # seconds of question passes due before the next waiting slice
+        self._writes_in_a_row = 0  # live-write slices run while reindex slices waited
         self.stats = SchedulerStats()
         self._worker = threading.Thread(target=self._run, name="inference", daemon=True)
         self._worker.start()
@@ -183,7 +194,7 @@ class InferenceScheduler:
                 self._cond.wait()
             if self._closed:
                 return None
-            if self._queries:
+            if self._queries and (not self._slices or self._query_budget > 0):
                 enc = self._queries[0].encoder
                 batch = [t for t in self._queries if t.encoder is enc][:MAX_QUERY_BATCH]
                 self._queries = [t for t in self._queries if t not in batch]
@@ -193,7 +204,21 @@ class InferenceScheduler:
                 self.stats.max_slices_waited = max(self.stats.max_slices_waited, waited)
                 return batch
             self.stats.slices_started += 1
-            return [self._slices.pop(0)]
+            return [self._pop_slice()]
+
+    def _pop_slice(self) -> _Task:
+        """The next write slice: live writes first, but a waiting reindex every REBUILD_EVERY-th slice."""
+        first = self._slices[0]
+        rebuild = next((t for t in self._slices if t.priority == Priority.REBUILD), None)
+        if first.priority == Priority.WRITE and rebuild is not None:
+            self._writes_in_a_row += 1
+            if self._writes_in_a_row >= REBUILD_EVERY:
+                self._writes_in_a_row = 0
+                first = rebuild
+        else:
+            self._writes_in_a_row = 0
+        self._slices.remove(first)
+        return first
 
     def _run(self) -> None:
         while (batch := self._next()) is not None:
@@ -206,6 +231,7 @@ class InferenceScheduler:
 
     def _execute(self, batch: list[_Task]) -> None:
         first = batch[0]
+        t0 = time.perf_counter()
         try:
             if first.is_query:
                 vecs = first.encoder.encode_queries([t.texts[0] for t in batch])
@@ -214,7 +240,6 @@ class InferenceScheduler:
                 self.stats.query_passes += 1
                 self.stats.queries += len(batch)
             else:
-                t0 = time.perf_counter()
                 first.result = first.encoder.encode_passages(first.texts)
                 self._measured(first.tokens, time.perf_counter() - t0)
                 self.stats.write_slices += 1
@@ -222,8 +247,17 @@ class InferenceScheduler:
         except BaseException as exc:  # every caller of this pass gets the error
             for t in batch:
                 t.error = exc
+        self._account(first.is_query, time.perf_counter() - t0)
         for t in batch:
             t.done.set()
+
+    def _account(self, was_query: bool, seconds: float) -> None:
+        """Questions spend their budget; a slice grants them their share of the time it took."""
+        with self._cond:
+            if was_query:
+                self._query_budget -= seconds
+            else:
+                self._query_budget = seconds * QUERY_SHARE / (1 - QUERY_SHARE)
 
     def _measured(self, tokens: int, seconds: float) -> None:
         """Fold one slice's speed into the tokens-per-second estimate that sizes the next slices."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -158,3 +159,35 @@ def test_closed_scheduler_refuses_work() -> None:
     s.close()
     with pytest.raises(SchedulerClosedError):
         s.encode_query(FakeEncoder(), "late")
+
+
+def test_a_reindex_is_not_starved_by_live_writes(scheduler: InferenceScheduler) -> None:
+    class Recording(GatedEncoder):
+        order: ClassVar[list[str]] = []
+
+        def encode_passages(self, texts: list[str]) -> npt.NDArray[np.float32]:
+            out = super().encode_passages(texts)
+            self.order.extend(t.split()[0] for t in texts)
+            return out
+
+    enc = Recording()
+    gate = threading.Thread(target=lambda: scheduler.encode_passages(enc, ["gate " * 300]))
+    gate.start()
+    assert enc.entered.wait(60)
+    long = " word" * 300  # one passage per slice
+    live = threading.Thread(
+        target=lambda: scheduler.encode_passages(enc, [f"live{i}{long}" for i in range(6)])
+    )
+    rebuild = threading.Thread(
+        target=lambda: scheduler.encode_passages(
+            enc, [f"rebuild{i}{long}" for i in range(3)], Priority.REBUILD
+        )
+    )
+    live.start()
+    rebuild.start()
+    assert scheduler.wait_queued(slices=9)
+    enc.release.set()
+    for t in (gate, live, rebuild):
+        t.join(60)
+    kinds = ["R" if w.startswith("rebuild") else "W" for w in enc.order[1:]]
+    assert kinds == ["W", "W", "R", "W", "W", "R", "W", "W", "R"]
