@@ -16,6 +16,10 @@ from citesearch.index.vectors import VectorIndex
 from citesearch.index.writes import Writer, add_passages, article_from_row, now_iso
 
 BATCH_ARTICLES = 16
+CATCH_UP_ROUNDS = 3
+"""Rounds of catching up with concurrent writes before the final one under the write mutex."""
+FINAL_CATCH_UP = 16
+"""Articles few enough to re-embed while writers wait."""
 
 
 class Rebuilder:
@@ -69,11 +73,23 @@ class Rebuilder:
                         add_passages(vectors, tx.insert_passages(p.article.id, gen, p.passages), p.passages)
 
     def _switch(self, new_gen: int, start_seq: int, embedder: Encoder, vectors: VectorIndex) -> None:
-        """Catch up with the writes made during the build, then serve the new generation."""
+        """Catch up with the writes made during the build, then serve the new generation.
+
+        Catch-up rounds run without the write mutex (writers go on) until few articles are left;
+        only the last round, and the switch, hold it.
+        """
         core = self.core
+        seq = start_seq
+        for _ in range(CATCH_UP_ROUNDS):
+            mark = core.store.seq  # read first: a write committed after it is caught next round
+            changed = core.store.articles_changed_since(seq)
+            if len(changed) <= FINAL_CATCH_UP:
+                break
+            self._build(changed, new_gen, embedder, vectors)
+            seq = mark
         with core.write_mutex:
             present = set(core.store.article_ids())
-            changed = [a for a in core.store.articles_changed_since(start_seq) if a in present]
+            changed = [a for a in core.store.articles_changed_since(seq) if a in present]
             self._build(changed, new_gen, embedder, vectors)
             orphans = set(vectors.ids().tolist()) - set(core.store.passage_ids(new_gen).tolist())
             vectors.remove(sorted(orphans))  # passages of articles deleted during the build
