@@ -1,8 +1,8 @@
 """A small deterministic encoder for tests of pipeline logic (no model, no threads, instant).
 
 Each text becomes the normalised sum of per-word vectors drawn from a seeded generator, so texts
-sharing words are near each other and identical texts get identical vectors. `language_offset`
-adds a fixed direction per language (as real multilingual encoders do), for fairness tests.
+sharing words are near each other and identical texts get identical vectors. Subclasses override
+`vector` for constructed geometry (tests/test_pipeline.py's fairness test).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ class FakeEncoder:
         self.dim = dim
         self.model_id = model_id
         self.max_tokens = max_tokens
-        self.language_offset: dict[str, npt.NDArray[np.float32]] = {}
         self.calls: list[tuple[str, int]] = []
         self._lock = threading.Lock()
 
@@ -33,12 +32,10 @@ class FakeEncoder:
         return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
 
     def vector(self, text: str, language: str | None = None) -> npt.NDArray[np.float32]:
-        """The unit vector of one text (plus its language's offset, when set)."""
+        """The unit vector of one text."""
         v = np.zeros(self.dim, dtype=np.float32)
         for w in _WORD.findall(text):
             v += self._word(w)
-        if language in self.language_offset:
-            v += self.language_offset[language]
         n = float(np.linalg.norm(v))
         return v / n if n > 0 else np.eye(1, self.dim, dtype=np.float32)[0]
 
