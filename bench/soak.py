@@ -65,6 +65,7 @@ from bench.perf import (
     rss_bytes,
     summary_ms,
 )
+from bench.quality import Doc
 from citesearch.index.articles import validate_article_id
 
 EVAL = ROOT.parent / "shared" / "eval" / "xquad"
@@ -133,16 +134,6 @@ def log(msg: str) -> None:
 
 
 # ---- data ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Doc:
-    """A corpus article under a URL-safe id."""
-
-    id: str
-    title: str
-    language: str
-    text: str
-
-
 def load_corpus() -> list[Doc]:
     """The XQuAD articles, ids mapped to the API's alphabet ('/' -> '_')."""
     docs = []

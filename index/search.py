@@ -373,7 +373,7 @@ class Searcher:
         """The state to read (caller holds the read lock); re-encodes if a rebuild switched models meanwhile."""
         current = self.core.state
         if current.generation != state.generation and qvec is not None:
-            qvec = current.embedder.encode_queries([p.query.text])[0]
+            qvec = self.core.scheduler.encode_query(current.embedder, p.query.text)
         ref = load_reference(current.embedder.model_id, current.vectors.dim) if p.fairness else None
         return Snapshot(current, self.core.store, ref), qvec
 

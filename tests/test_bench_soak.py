@@ -10,7 +10,8 @@ from typing import Any, cast
 import pytest
 
 from bench import soak
-from bench.soak import QUICK, Doc, Expected, Sample, Soak
+from bench.quality import Doc
+from bench.soak import QUICK, Expected, Sample, Soak
 
 
 def _docs() -> list[Doc]:
