@@ -237,6 +237,7 @@ def stats(s: ServiceStats) -> Stats:
     return Stats(
         articles=s.articles,
         passages=s.passages,
+        sentences=s.sentences,
         index_vectors=s.index_vectors,
         generation=s.generation,
         model=s.model,

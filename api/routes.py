@@ -116,7 +116,7 @@ def search_get(
     published_after: Day | None = None,
     published_before: Day | None = None,
     context: bool = False,
-    highlight: Annotated[str, Query(pattern="^(lexical|semantic)$")] = "lexical",
+    highlight: Annotated[str, Query(pattern="^(lexical|semantic)$")] = "semantic",
 ) -> SearchResponse:
     """The same search as POST, from query parameters."""
     req = _get_request(

@@ -204,9 +204,9 @@ class SearchRequest(BaseModel):
         False, description="Also return a numbered context block and citations for an LLM."
     )
     highlight: Literal["lexical", "semantic"] = Field(
-        "lexical",
-        description="How the highlight sentence is chosen: shared terms (fast) or the sentence whose "
-        "embedding is nearest the question (better across languages; one extra model call).",
+        "semantic",
+        description="How the highlight sentence is chosen: the sentence whose stored embedding is nearest "
+        "the question (default; works across languages, no extra model call) or shared terms.",
     )
 
     @field_validator("query")
@@ -305,6 +305,7 @@ class Stats(BaseModel):
 
     articles: int
     passages: int
+    sentences: int
     index_vectors: int
     generation: int
     model: str

@@ -1,18 +1,17 @@
-"""The sentence of a passage that answers: by shared terms (lexical) or by meaning (semantic).
+"""The sentence of a passage that answers: by meaning (semantic, the default) or by shared terms (lexical).
 
 Sentences come from the splitter's own segmenter (index/splitter.py), so a highlight never cuts
-a decimal, an abbreviation or a URL that a passage boundary would respect.
+a decimal, an abbreviation or a URL that a passage boundary would respect. The semantic highlight
+is the passage's sentence whose stored vector (index/writes.py, index/search.py) is nearest the
+question: no model call at query time.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
 import regex
 
 from citesearch.index.lexical import terms
@@ -63,21 +62,8 @@ def lexical_highlight(row: PassageRow, question: str, language: str | None) -> H
     return _span(row, best[0], best[1])
 
 
-def semantic_highlights(
-    rows: Sequence[PassageRow],
-    qvec: npt.NDArray[np.float32],
-    encode_passages: Callable[[list[str]], npt.NDArray[np.float32]],
-) -> list[Highlight]:
-    """For each passage, the sentence whose embedding is nearest the question's (one model call for all)."""
-    spans = [sentences(r.text, r.language) for r in rows]
-    texts = [r.text[s:e] for r, sp in zip(rows, spans, strict=True) for s, e in sp]
-    if not texts:
-        return []
-    sims = encode_passages(texts) @ qvec
-    out: list[Highlight] = []
-    i = 0
-    for r, sp in zip(rows, spans, strict=True):
-        j = int(np.argmax(sims[i : i + len(sp)]))
-        out.append(_span(r, *sp[j]))
-        i += len(sp)
-    return out
+def sentence_highlight(row: PassageRow, char_start: int, char_end: int) -> Highlight:
+    """The stored sentence `[char_start, char_end)` (article offsets) of a passage, as a highlight."""
+    start = max(char_start - row.char_start, 0)
+    end = min(char_end - row.char_start, len(row.text))
+    return _span(row, start, end)

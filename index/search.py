@@ -31,7 +31,6 @@ import numpy as np
 import numpy.typing as npt
 import regex
 
-from citesearch.embeddings.scheduler import Priority
 from citesearch.index.dates import DAY_S, epoch_seconds
 from citesearch.index.errors import InvalidQueryError
 from citesearch.index.fairness import (
@@ -42,7 +41,7 @@ from citesearch.index.fairness import (
     match_corpus_language,
     prepare_query,
 )
-from citesearch.index.highlights import Highlight, lexical_highlight, semantic_highlights
+from citesearch.index.highlights import Highlight, lexical_highlight, sentence_highlight
 from citesearch.index.language import detect_query_language
 from citesearch.index.lexical import terms
 from citesearch.index.state import Core, ServingState
@@ -63,6 +62,11 @@ COMMON_TERM_MIN_PASSAGES = 1_000
 """Below this many passages every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
 """Dense scores are normalised between the best and the NORM_DEPTH-th of the first FAISS candidates."""
+EVIDENCE_ARTICLES = 20
+"""Articles (the best of the fused ranking, more when the page needs more) whose every passage is
+scored by its sentences: which passage of an article is shown is decided among all of them."""
+SENTENCE_WEIGHT = 0.5
+"""Weight of a passage's best sentence against the passage itself in its score (same query, same space)."""
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -79,7 +83,7 @@ class SearchQuery:
     language: str | None = None
     recency_half_life_days: float | None = None
     fairness: bool | None = None
-    highlight: HighlightMode = "lexical"
+    highlight: HighlightMode = "semantic"
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class Candidates:
     dense_order: list[int] = field(default_factory=list)
     lexical: dict[int, float] = field(default_factory=dict)
     fused: list[tuple[int, float]] = field(default_factory=list)
+    fair: FairQuery | None = None
 
 
 # ---- stages -----------------------------------------------------------------------------------------
@@ -316,6 +321,79 @@ def page(
     return picked[q.offset : q.offset + q.top_k], len(picked) > q.offset + q.top_k
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A passage's best sentence for the question: its similarity and its span in the article."""
+
+    similarity: float
+    char_start: int
+    char_end: int
+
+
+def sentence_evidence(
+    snap: Snapshot, qvec: Vec, fair: FairQuery | None, langs: dict[int, str], ids: Sequence[int]
+) -> dict[int, Evidence]:
+    """The best stored sentence of each passage (one matrix product; no model call).
+
+    Sentences are scored in the passages' space: fair cosine with the passage language's mean
+    taken out when the search is language-fair, plain inner product otherwise. Passages stored
+    without sentences (before a repair) are absent.
+    """
+    sents = snap.store.passage_sentences(ids)
+    have = [pid for pid in ids if pid in sents]
+    if not have:
+        return {}
+    vecs = np.vstack([sents[pid].vectors for pid in have])
+    if fair is None:
+        sims = vecs @ qvec
+    else:
+        sims = fair.rescore(vecs, [langs.get(pid, "") for pid in have for _ in range(len(sents[pid]))])
+    out: dict[int, Evidence] = {}
+    i = 0
+    for pid in have:
+        n = len(sents[pid])
+        j = int(np.argmax(sims[i : i + n]))
+        b, e = sents[pid].spans[j]
+        out[pid] = Evidence(float(sims[i + j]), int(b), int(e))
+        i += n
+    return out
+
+
+def evidence_ids(
+    snap: Snapshot, p: Plan, fused: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]]
+) -> list[int]:
+    """Every passage (passing the filters) of the best EVIDENCE_ARTICLES articles of the fused ranking."""
+    need = max(EVIDENCE_ARTICLES, p.query.offset + p.query.top_k)
+    articles: dict[str, None] = {}
+    for pid, _ in fused:
+        if pid in heads:
+            articles.setdefault(heads[pid][0])
+            if len(articles) >= need:
+                break
+    if not articles:
+        return []
+    filters = replace(p.query.filters, article_ids=tuple(articles))
+    return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)]
+
+
+def sharpen(
+    fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
+) -> list[tuple[int, float]]:
+    """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence`; the rest after.
+
+    An article's best passage is then the one holding the best sentence unless another passage is
+    much closer as a whole, and the article's score is its best passage's (XQuAD: see README).
+    """
+    if not evidence:
+        return fused
+    base = dict(fused)
+    scored = {
+        pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
+        for pid, ev in evidence.items()
+    }
+    return ranked(scored) + [(pid, s) for pid, s in fused if pid not in scored]
+
+
 # ---- the searcher -----------------------------------------------------------------------------------
 
 
@@ -345,11 +423,12 @@ class Searcher:
             lang = identify(snap, p, qvec, early)
             cands = self._retrieve(snap, p, qvec, lang, early)
             heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
-            hits, has_more = page(p, recency(cands.fused, heads, query.recency_half_life_days), heads)
+            fused, evidence = self._sharpen(snap, p, qvec, cands, heads)
+            hits, has_more = page(p, recency(fused, heads, query.recency_half_life_days), heads)
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
-        hits = [(pid, s) for pid, s in hits if pid in rows]
-        page_rows = [rows[pid] for pid, _ in hits]
-        lights = self._highlights(snap, p, page_rows, qvec, lang)
+            hits = [(pid, s) for pid, s in hits if pid in rows]
+            page_rows = [rows[pid] for pid, _ in hits]
+            lights = self._highlights(snap, p, page_rows, qvec, cands, evidence, lang)
         return SearchOutcome(
             query=query.text,
             hits=[
@@ -384,9 +463,10 @@ class Searcher:
         q = p.query
         allowed = None if q.filters.empty else snap.store.filtered_ids(snap.state.generation, q.filters)
         fair = fair_query(snap, p, qvec, lang) if qvec is not None else None
-        c = Candidates()
+        c = Candidates(fair=fair)
         if qvec is not None and q.mode != "lexical" and (allowed is None or len(allowed)):
             c = dense(snap, qvec, fair, p.k, allowed)
+            c.fair = fair
         if q.mode == "lexical" or (q.mode == "hybrid" and lang.certain):
             fresh = early is not None and early.state is snap.state and early.language == lang.code
             c.lexical = early.scores if fresh and early is not None else lexical(snap, p, lang.code)
@@ -417,16 +497,56 @@ class Searcher:
             qlang = p.query.language or match_corpus_language(guess[0], state.means.languages)
             return EarlyLexical(snap.state, qlang, guess, lexical(snap, p, qlang))
 
+    def _sharpen(
+        self,
+        snap: Snapshot,
+        p: Plan,
+        qvec: Vec | None,
+        c: Candidates,
+        heads: dict[int, tuple[str, str | None]],
+    ) -> tuple[list[tuple[int, float]], dict[int, Evidence]]:
+        """Score every passage of the leading articles by its best sentence, and reorder by it.
+
+        Dense and hybrid only: lexical scores are on another scale. `heads` gains the passages
+        that were not candidates (an article's answering passage may not have been one).
+        """
+        if qvec is None or p.query.mode == "lexical":
+            return c.fused, {}
+        ids = evidence_ids(snap, p, c.fused, heads)
+        missing = [pid for pid in ids if pid not in c.dense]
+        if missing:
+            more, more_langs = score(snap, qvec, c.fair, missing)
+            c.dense.update(more)
+            c.langs.update(more_langs)
+        heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
+        evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
+        return sharpen(c.fused, c.dense, evidence), evidence
+
     def _highlights(
-        self, snap: Snapshot, p: Plan, rows: list[PassageRow], qvec: Vec | None, lang: Language
+        self,
+        snap: Snapshot,
+        p: Plan,
+        rows: list[PassageRow],
+        qvec: Vec | None,
+        c: Candidates,
+        evidence: dict[int, Evidence],
+        lang: Language,
     ) -> list[Highlight]:
+        """Semantic: each passage's best stored sentence (no model call); lexical: shared terms.
+
+        A passage stored without sentences (before start-up repair re-embedded it) gets the lexical one.
+        """
         if p.query.highlight == "semantic" and qvec is not None:
-            embedder = snap.state.embedder
-
-            def encode(texts: list[str]) -> Vec:
-                return self.core.scheduler.encode_passages(embedder, texts, Priority.QUERY)
-
-            return semantic_highlights(rows, qvec, encode)
+            todo = [r.id for r in rows if r.id not in evidence]
+            if todo:
+                langs = {**{r.id: r.language for r in rows}, **c.langs}
+                evidence = {**evidence, **sentence_evidence(snap, qvec, c.fair, langs, todo)}
+            return [
+                sentence_highlight(r, evidence[r.id].char_start, evidence[r.id].char_end)
+                if r.id in evidence
+                else lexical_highlight(r, p.query.text, lang.code)
+                for r in rows
+            ]
         return [lexical_highlight(r, p.query.text, lang.code) for r in rows]
 
 

@@ -52,6 +52,7 @@ class ServiceStats:
 
     articles: int
     passages: int
+    sentences: int
     index_vectors: int
     generation: int
     model: str
@@ -212,6 +213,7 @@ class SearchService:
             return ServiceStats(
                 articles=articles,
                 passages=passages,
+                sentences=self.core.store.sentence_count(st.generation),
                 index_vectors=st.vectors.ntotal,
                 generation=st.generation,
                 model=st.embedder.model_id,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from citesearch.index.articles import Article
 from citesearch.index.dates import epoch_seconds
-from citesearch.index.store import ArticleRow, Filters, NewPassage, PassageRow, Vector
+from citesearch.index.store import ArticleRow, Filters, NewPassage, PassageRow, Sentences, Vector
 
 SCHEMA_VERSION = 1
 
@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS passages (
     char_end INTEGER NOT NULL,
     n_tokens INTEGER NOT NULL,
     language TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    sentences BLOB,
+    n_sentences INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS passages_gen_article ON passages(generation, article_id, ord);
 CREATE TABLE IF NOT EXISTS lang_stats (
@@ -111,11 +113,25 @@ class SqliteStore:
         self._df_total = 0
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._add_sentence_columns()
         with self._writer:
             self._writer.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?), ('generation', '1'),"
                 " ('seq', '0')",
                 (str(SCHEMA_VERSION),),
+            )
+
+    def _add_sentence_columns(self) -> None:
+        """Give a store written before sentence vectors existed their columns (start-up repair fills them)."""
+        columns = {r[1] for r in self._writer.execute("PRAGMA table_info(passages)")}
+        with self._writer:
+            if "sentences" not in columns:
+                self._writer.execute("ALTER TABLE passages ADD COLUMN sentences BLOB")
+            if "n_sentences" not in columns:
+                self._writer.execute("ALTER TABLE passages ADD COLUMN n_sentences INTEGER NOT NULL DEFAULT 0")
+            self._writer.execute(
+                "CREATE INDEX IF NOT EXISTS passages_without_sentences ON passages(generation, article_id) "
+                "WHERE sentences IS NULL"
             )
 
     def _connect(self) -> sqlite3.Connection:
@@ -236,6 +252,23 @@ class SqliteStore:
         ).fetchone()[0]
         return int(articles), int(passages)
 
+    def sentence_count(self, generation: int) -> int:
+        """Sentence vectors stored with the passages of `generation`."""
+        row = self._reader.execute(
+            "SELECT coalesce(sum(n_sentences), 0) FROM passages WHERE generation = ?", (generation,)
+        ).fetchone()
+        return int(row[0])
+
+    def passage_sentences(self, ids: Sequence[int]) -> dict[int, Sentences]:
+        """The sentences of passages by id (passages stored without any are absent)."""
+        out: dict[int, Sentences] = {}
+        for marks, chunk in _in_chunks(ids):
+            rows = self._reader.execute(
+                f"SELECT id, sentences FROM passages WHERE id IN ({marks}) AND sentences IS NOT NULL", chunk
+            ).fetchall()
+            out.update({int(r[0]): Sentences.from_bytes(r[1]) for r in rows})
+        return out
+
     def passage_ids(self, generation: int) -> npt.NDArray[np.int64]:
         """Every passage id of a generation."""
         rows = self._reader.execute("SELECT id FROM passages WHERE generation = ?", (generation,)).fetchall()
@@ -342,6 +375,14 @@ class SqliteStore:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def articles_without_sentences(self, generation: int) -> list[str]:
+        """Articles with a passage in `generation` stored without sentences (written before they existed)."""
+        rows = self._reader.execute(
+            "SELECT DISTINCT article_id FROM passages WHERE generation = ? AND sentences IS NULL ORDER BY 1",
+            (generation,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
 
 class _Transaction:
     """BEGIN IMMEDIATE on enter; COMMIT on success, ROLLBACK on error. Write helpers live here."""
@@ -434,7 +475,7 @@ class _Transaction:
         for p in passages:
             cur = self.conn.execute(
                 "INSERT INTO passages(generation, article_id, ord, char_start, char_end, n_tokens, language, "
-                "vector) VALUES (?,?,?,?,?,?,?,?)",
+                "vector, sentences, n_sentences) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     generation,
                     article_id,
@@ -444,6 +485,8 @@ class _Transaction:
                     p.n_tokens,
                     p.language,
                     _blob(p.vector),
+                    p.sentences.to_bytes(),
+                    len(p.sentences),
                 ),
             )
             pid = int(cur.lastrowid or 0)

@@ -38,6 +38,9 @@ class IndexConfig:
     approx_threshold: int = 80_000
     checkpoint_every_s: float = 10.0
     fairness: bool = True
+    sentence_vectors: bool = True
+    """Embed every sentence of every passage (passage choice, article score, highlight); off: the
+    passage vector stands for its one sentence (ingest benchmarks compare the two)."""
 
 
 class Encoder(Protocol):

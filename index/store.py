@@ -56,9 +56,39 @@ class PassageRow:
     published_at: str | None
 
 
+@dataclass(frozen=True, eq=False)
+class Sentences:
+    """A passage's sentences: `[start, end)` offsets into the article and one vector each.
+
+    Written, deleted and replicated with their passage (one record), so a store persists them as
+    one opaque value (`to_bytes`) beside the passage vector. A sentence too short to mean anything
+    on its own is merged with a neighbour at ingest (index/writes.py), so each span is one vector.
+    """
+
+    spans: npt.NDArray[np.int32]  # (n, 2): [start, end) in the article's text
+    vectors: Vector  # (n, dim), unit length like passage vectors
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def to_bytes(self) -> bytes:
+        """`n` (uint32), the spans (int32), the vectors (float32), little-endian."""
+        n = np.array([len(self.spans)], dtype="<u4")
+        spans = np.ascontiguousarray(self.spans, dtype="<i4")
+        return n.tobytes() + spans.tobytes() + np.ascontiguousarray(self.vectors, dtype="<f4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Sentences:
+        """The inverse of `to_bytes`."""
+        n = int(np.frombuffer(blob, dtype="<u4", count=1)[0])
+        spans = np.frombuffer(blob, dtype="<i4", count=2 * n, offset=4).reshape(n, 2)
+        vectors = np.frombuffer(blob, dtype="<f4", offset=4 + 8 * n)
+        return cls(spans.astype(np.int32), vectors.reshape(n, -1).astype(np.float32))
+
+
 @dataclass(frozen=True)
 class NewPassage:
-    """A passage ready to be written: its span, its language, its vector and its lexical terms."""
+    """A passage ready to be written: its span, its language, its vector, its lexical terms, its sentences."""
 
     ord: int
     char_start: int
@@ -67,6 +97,7 @@ class NewPassage:
     language: str
     vector: Vector
     terms: str
+    sentences: Sentences
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,10 @@ class Store(Protocol):
         """Articles with no passage in `generation` (to re-embed)."""
         ...
 
+    def articles_without_sentences(self, generation: int) -> list[str]:
+        """Articles with a passage in `generation` stored without sentences (written before they existed)."""
+        ...
+
     def article_passages(self, article_id: str, generation: int) -> list[PassageRow]:
         """The passages of one article in one generation, in order."""
         ...
@@ -197,6 +232,14 @@ class Store(Protocol):
 
     def counts(self, generation: int) -> tuple[int, int]:
         """(articles, passages in `generation`)."""
+        ...
+
+    def sentence_count(self, generation: int) -> int:
+        """Sentence vectors stored with the passages of `generation`."""
+        ...
+
+    def passage_sentences(self, ids: Sequence[int]) -> dict[int, Sentences]:
+        """The sentences of passages by id (passages stored without any are absent)."""
         ...
 
     def passage_ids(self, generation: int) -> npt.NDArray[np.int64]:

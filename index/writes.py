@@ -22,12 +22,36 @@ from citesearch.embeddings.scheduler import Priority
 from citesearch.index.articles import Article, ArticleInput, build_article, duplicate_id_problems
 from citesearch.index.errors import InvalidArticleError, NotFoundError
 from citesearch.index.lexical import terms_text
-from citesearch.index.splitter import PassageSpan, split_passages
+from citesearch.index.splitter import PassageSpan, sentences, split_passages
 from citesearch.index.state import Core, Encoder
-from citesearch.index.store import ArticleRow, NewPassage, StoreTransaction
+from citesearch.index.store import ArticleRow, NewPassage, Sentences, StoreTransaction
 from citesearch.index.vectors import VectorIndex
 
 WriteStatus = Literal["created", "updated", "unchanged"]
+
+MIN_SENTENCE_CHARS = 24
+"""A sentence shorter than this (a dateline, "He declined.", a heading) shares its neighbour's vector:
+it is embedded together with the next sentence (the previous one when it is the last)."""
+
+
+def sentence_units(text: str, start: int, end: int, language: str | None) -> list[tuple[int, int]]:
+    """The sentences of `text[start:end]` to embed, as offsets into `text`; short ones join a neighbour."""
+    spans = [(start + b, start + e) for b, e in sentences(text[start:end], language)]
+    out: list[tuple[int, int]] = []
+    pending: int | None = None
+    for b, e in spans:
+        b = b if pending is None else pending
+        pending = None
+        if e - b < MIN_SENTENCE_CHARS:
+            pending = b
+            continue
+        out.append((b, e))
+    if pending is not None:
+        if out:
+            out[-1] = (out[-1][0], spans[-1][1])
+        else:
+            out.append((pending, spans[-1][1]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -104,23 +128,50 @@ class Writer:
     def prepare(
         self, articles: Sequence[Article], embedder: Encoder, priority: Priority = Priority.WRITE
     ) -> list[Prepared]:
-        """Split and embed articles (no lock held); InvalidArticleError if one has too many passages."""
+        """Split and embed articles (no lock held); InvalidArticleError if one has too many passages.
+
+        Passages and their sentences go to the model in one scheduler call (it batches by length);
+        a passage that is one sentence reuses its passage vector.
+        """
         spans = [self._split(a, i, embedder) for i, a in enumerate(articles)]
+        units = [[self._sentence_units(a, s) for s in ss] for a, ss in zip(articles, spans, strict=True)]
         flat = [s.text for ss in spans for s in ss]
+        flat += [
+            a.text[b:e] for a, us in zip(articles, units, strict=True) for u in us if len(u) > 1 for b, e in u
+        ]
         vecs = self.core.scheduler.encode_passages(embedder, flat, priority)
         out: list[Prepared] = []
-        k = 0
-        for a, ss in zip(articles, spans, strict=True):
+        k, ks = 0, sum(len(ss) for ss in spans)
+        for a, ss, us in zip(articles, spans, units, strict=True):
             lang = a.language or "und"
-            passages = [
-                NewPassage(
-                    j, s.char_start, s.char_end, s.n_tokens, lang, vecs[k + j], terms_text(s.text, lang)
+            passages: list[NewPassage] = []
+            for j, (s, u) in enumerate(zip(ss, us, strict=True)):
+                if len(u) > 1:
+                    sent_vecs, ks = vecs[ks : ks + len(u)], ks + len(u)
+                else:
+                    sent_vecs = vecs[k + j : k + j + 1]
+                sentences = Sentences(np.asarray(u, dtype=np.int32).reshape(-1, 2), sent_vecs.copy())
+                passages.append(
+                    NewPassage(
+                        j,
+                        s.char_start,
+                        s.char_end,
+                        s.n_tokens,
+                        lang,
+                        vecs[k + j],
+                        terms_text(s.text, lang),
+                        sentences,
+                    )
                 )
-                for j, s in enumerate(ss)
-            ]
             k += len(ss)
             out.append(Prepared(a, passages))
         return out
+
+    def _sentence_units(self, article: Article, span: PassageSpan) -> list[tuple[int, int]]:
+        """The passage's sentences as embedded (offsets into the article); one span when switched off."""
+        if not self.core.config.sentence_vectors:
+            return [(span.char_start, span.char_end)]
+        return sentence_units(article.text, span.char_start, span.char_end, article.language)
 
     def _split(self, article: Article, position: int, embedder: Encoder) -> list[PassageSpan]:
         """The article's passages, refused early when it would take more than the configured number."""
@@ -229,4 +280,14 @@ def _delete_article(tx: StoreTransaction, article_id: str) -> list[int]:
     return removed
 
 
-__all__ = ["PassageSpan", "Prepared", "WriteResult", "Writer", "add_passages", "article_from_row", "now_iso"]
+__all__ = [
+    "MIN_SENTENCE_CHARS",
+    "PassageSpan",
+    "Prepared",
+    "WriteResult",
+    "Writer",
+    "add_passages",
+    "article_from_row",
+    "now_iso",
+    "sentence_units",
+]

@@ -13,7 +13,7 @@ from citesearch.embeddings import Embedder
 from citesearch.index.articles import ArticleInput
 from citesearch.index.fairness import load_reference
 from citesearch.index.lexical import LEXICAL_VERSION, terms
-from citesearch.index.search import HighlightMode, SearchOutcome, SearchQuery
+from citesearch.index.search import SENTENCE_WEIGHT, HighlightMode, SearchOutcome, SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Filters
 
@@ -116,12 +116,18 @@ def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: Sea
     fq = prepare_query(qvec, lang, st.means, st.vectors.lang_slots, ref)
     ids, vecs, langs = next(service.store.iter_vectors(st.generation))
     brute = fq.rescore(vecs, langs)
-    expected = [int(i) for i in ids[np.argsort(-brute, kind="stable")]]
-    got = [h.passage.id for h in out.hits]
-    assert got == expected[: len(got)]
     by_id = dict(zip(ids.tolist(), brute.tolist(), strict=True))
+    # Every passage of the corpus is returned, ranked by its fair score and its best sentence's,
+    # the sentences scored like the passages (the same centring, projection and renormalisation).
+    sents = service.store.passage_sentences(ids.tolist())
+    assert len(out.hits) == len(ids) and sents.keys() == set(ids.tolist())
+    lang_of = dict(zip(ids.tolist(), langs, strict=True))
     for h in out.hits:
-        assert h.dense_score == pytest.approx(by_id[h.passage.id], abs=1e-5)
+        pid = h.passage.id
+        best = float(np.max(fq.rescore(sents[pid].vectors, [lang_of[pid]] * len(sents[pid]))))
+        assert h.dense_score == pytest.approx(by_id[pid], abs=1e-5)
+        assert h.score == pytest.approx((1 - SENTENCE_WEIGHT) * by_id[pid] + SENTENCE_WEIGHT * best, abs=1e-5)
+    assert [h.score for h in out.hits] == sorted((h.score for h in out.hits), reverse=True)
 
 
 def test_means_follow_writes_and_deletes(embedder: Embedder, tmp_path: Path) -> None:
