@@ -1,11 +1,17 @@
 """Ingest throughput and passage lengths on XQuAD's 576 articles, in-process through the real service.
 
 Run: `.venv/bin/python -m bench.ingest`. Writes bench/results/ingest.json.
+`python -m bench.ingest --sentences N`: the cost of sentence vectors instead: N articles (every
+language in turn) ingested without them, then with them (a fresh data directory each, same process
+and model), passages/s and stored bytes per passage; writes bench/results/ingest-sentences.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +24,46 @@ from citesearch.index.service import IndexConfig, SearchService
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "eval" / "xquad" / "corpus.jsonl"
+
+
+def sentence_cost(n_articles: int) -> dict[str, object]:
+    """Ingest the same articles without and with sentence vectors; throughput and stored bytes."""
+    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    by_lang: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_lang.setdefault(r["language"], []).append(r)
+    picked = [lang_rows[i] for i in range(48) for lang_rows in by_lang.values() if i < len(lang_rows)][
+        :n_articles
+    ]
+    inputs = [
+        ArticleInput(id=r["id"].replace("/", "-"), title=r["title"], text=r["text"], language=r["language"])
+        for r in picked
+    ]
+    embedder = load_embedder()
+    embedder.encode_passages(["warm-up passage"])
+    out: dict[str, object] = {"articles": len(inputs), "load_average_before": list(os.getloadavg())}
+    for label, on in (("without", False), ("with", True)):
+        with tempfile.TemporaryDirectory() as tmp:
+            svc = SearchService(IndexConfig(data_dir=Path(tmp), sentence_vectors=on), embedder)
+            try:
+                t0 = time.perf_counter()
+                for i in range(0, len(inputs), 16):
+                    svc.upsert(inputs[i : i + 16])
+                seconds = time.perf_counter() - t0
+                stats = svc.stats()
+            finally:
+                svc.close()
+            with sqlite3.connect(Path(tmp) / "store.sqlite") as conn:
+                blob = conn.execute("SELECT coalesce(sum(length(sentences)), 0) FROM passages").fetchone()[0]
+            out[label] = {
+                "seconds": round(seconds, 1),
+                "passages": stats.passages,
+                "sentences": stats.sentences,
+                "passages_per_s": round(stats.passages / seconds, 1),
+                "sentence_bytes_per_passage": round(blob / stats.passages),
+            }
+    out["load_average_after"] = list(os.getloadavg())
+    return out
 
 
 def main() -> None:
@@ -71,4 +117,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--sentences":
+        res = sentence_cost(int(sys.argv[2]))
+        (ROOT / "bench" / "results" / "ingest-sentences.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+    else:
+        main()

@@ -183,19 +183,37 @@ class FairQuery:
     basis: npt.NDArray[np.float32] | None  # rows spanning the projected-out language directions
     means: LanguageMeans
 
-    def rescore(self, vectors: npt.NDArray[np.float32], languages: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Cosine of the query with each `Π(p - μ_L)`: the fair score of stored passage vectors."""
+    def transform(
+        self, vectors: npt.NDArray[np.float32], languages: Sequence[str]
+    ) -> npt.NDArray[np.float32]:
+        """Each `Π(p - μ_L)`, unit length: stored vectors in the space the fair query lives in."""
         if len(vectors) == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, len(self.vector)), dtype=np.float32)
         g = self.means.global_mean
         x: npt.NDArray[np.float32] = vectors.astype(np.float32)
         if g is not None:
             x = x - np.stack([self.means.means.get(lang, g) for lang in languages])
         if self.basis is not None:
             x = (x - (x @ self.basis.T) @ self.basis).astype(np.float32)
-        norms = np.linalg.norm(x, axis=1)
-        out: npt.NDArray[np.float32] = ((x @ self.vector) / np.maximum(norms, 1e-6)).astype(np.float32)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        out: npt.NDArray[np.float32] = (x / np.maximum(norms, 1e-6)).astype(np.float32)
         return out
+
+    def rescore(self, vectors: npt.NDArray[np.float32], languages: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Cosine of the query with each `Π(p - μ_L)`: the fair score of stored passage vectors."""
+        if len(vectors) == 0:
+            return np.zeros(0, dtype=np.float32)
+        out: npt.NDArray[np.float32] = (self.transform(vectors, languages) @ self.vector).astype(np.float32)
+        return out
+
+    def with_feedback(
+        self, top: npt.NDArray[np.float32], languages: Sequence[str], weight: float
+    ) -> FairQuery:
+        """The query moved towards the mean of its best candidates, in the centred space (Rocchio)."""
+        if len(top) == 0 or weight <= 0:
+            return self
+        q = _unit(self.vector + weight * self.transform(top, languages).mean(axis=0), self.vector)
+        return FairQuery(q, self.offsets, self.basis, self.means)
 
 
 def identify_query_language(

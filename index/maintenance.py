@@ -72,7 +72,7 @@ class Maintenance:
 
     # ---- start-up ------------------------------------------------------------------------------
     def repair(self) -> RepairReport:
-        """Reconcile the FAISS checkpoint with the store; re-embed articles left without passages."""
+        """Reconcile the FAISS checkpoint with the store; re-embed articles left without passages or sentences."""
         t0 = time.perf_counter()
         report = RepairReport()
         core = self.core
@@ -87,7 +87,12 @@ class Maintenance:
                     vectors, report.loaded_checkpoint = idx, True
             report.added, report.removed = reconcile(core, vectors, state.generation)
             core.state = dataclasses.replace(state, vectors=vectors, means=core.means(state.generation))
-        for art_id in core.store.articles_without_passages(core.state.generation):
+        gen = core.state.generation
+        # A store written before sentence vectors existed has passages without them: embed those again.
+        stale = dict.fromkeys(
+            [*core.store.articles_without_passages(gen), *core.store.articles_without_sentences(gen)]
+        )
+        for art_id in stale:
             row = core.store.get_article(art_id)
             if row is not None:
                 self.writer.rewrite(row)

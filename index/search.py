@@ -67,6 +67,17 @@ EVIDENCE_ARTICLES = 20
 scored by its sentences: which passage of an article is shown is decided among all of them."""
 SENTENCE_WEIGHT = 0.5
 """Weight of a passage's best sentence against the passage itself in its score (same query, same space)."""
+FEEDBACK_WEIGHT = 0.0
+"""Query-side feedback in the centred space: the fair query moves towards the mean of its first
+FEEDBACK_DEPTH candidates by this weight before they are rescored (0: off; XQuAD: see README)."""
+FEEDBACK_DEPTH = 3
+SHARED_TOKEN_WEIGHT = 0.0
+"""Guarded cross-language evidence: a passage in another language than the question's that holds
+the question's untranslatable tokens (numbers, Latin-script names like "H20", "HBM3E", "ASML")
+gains up to this much, by max-normalised BM25 over those tokens alone. Only passages of the
+leading articles can gain (0: off; XQuAD: see README)."""
+_UNTRANSLATABLE = regex.compile(r"\p{N}[\p{L}\p{N}]*|\p{Latin}[\p{Latin}\p{N}]*")
+_LATIN = regex.compile(r"\p{Latin}")
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -205,15 +216,20 @@ def fair_query(snap: Snapshot, p: Plan, qvec: Vec, lang: Language) -> FairQuery 
     return prepare_query(qvec, lang.code, means, snap.state.vectors.lang_slots, snap.reference)
 
 
+def _slot_languages(snap: Snapshot, slots: npt.NDArray[np.int64]) -> list[str]:
+    """The language of each language slot ('' for a slot shared by several languages)."""
+    by_slot: dict[int, list[str]] = {}
+    for lang, slot in snap.state.vectors.lang_slots.items():
+        by_slot.setdefault(slot, []).append(lang)
+    return [by_slot[int(s)][0] if len(by_slot.get(int(s), ())) == 1 else "" for s in slots]
+
+
 def score(
     snap: Snapshot, qvec: Vec, fair: FairQuery | None, ids: Sequence[int]
 ) -> tuple[dict[int, float], dict[int, str]]:
     """Dense scores of indexed passages (fair cosine, or plain inner product) and their languages."""
     vecs, slots = snap.state.vectors.reconstruct(np.asarray(ids, dtype=np.int64))
-    by_slot: dict[int, list[str]] = {}
-    for lang, slot in snap.state.vectors.lang_slots.items():
-        by_slot.setdefault(slot, []).append(lang)
-    langs = [next(iter(by_slot[int(s)])) if len(by_slot.get(int(s), ())) == 1 else "" for s in slots]
+    langs = _slot_languages(snap, slots)
     scores = vecs @ qvec if fair is None else fair.rescore(vecs, langs)
     return (
         {int(i): float(s) for i, s in zip(ids, scores, strict=True)},
@@ -231,8 +247,11 @@ def dense(
     else:
         _, ids = vectors.search(fair.vector, k, lang_offsets=fair.offsets, allowed=allowed)
     order = [int(i) for i in ids]
+    if fair is not None and FEEDBACK_WEIGHT > 0 and order:
+        top, slots = vectors.reconstruct(order[:FEEDBACK_DEPTH])
+        fair = fair.with_feedback(top, _slot_languages(snap, slots), FEEDBACK_WEIGHT)
     scores, langs = score(snap, qvec, fair, order)
-    return Candidates(dense=scores, langs=langs, dense_order=order)
+    return Candidates(dense=scores, langs=langs, dense_order=order, fair=fair)
 
 
 def lexical(snap: Snapshot, p: Plan, language: str | None) -> dict[int, float]:
@@ -333,30 +352,57 @@ class Evidence:
 def sentence_evidence(
     snap: Snapshot, qvec: Vec, fair: FairQuery | None, langs: dict[int, str], ids: Sequence[int]
 ) -> dict[int, Evidence]:
-    """The best stored sentence of each passage (one matrix product; no model call).
+    """Each passage's best stored sentence for the question (one matrix product; no model call).
 
-    Sentences are scored in the passages' space: fair cosine with the passage language's mean
-    taken out when the search is language-fair, plain inner product otherwise. Passages stored
-    without sentences (before a repair) are absent.
+    The similarity that ranks is in the passages' space: fair cosine with the passage language's
+    mean taken out when the search is language-fair, plain inner product otherwise. The sentence
+    shown is the passage's nearest by plain inner product: inside one passage the language is
+    the same, and centring by a passage mean adds noise to short texts (XQuAD: see README).
+    Passages stored without sentences (before a repair) are absent.
     """
     sents = snap.store.passage_sentences(ids)
     have = [pid for pid in ids if pid in sents]
     if not have:
         return {}
     vecs = np.vstack([sents[pid].vectors for pid in have])
-    if fair is None:
-        sims = vecs @ qvec
-    else:
+    plain = vecs @ qvec
+    sims = plain
+    if fair is not None:
         sims = fair.rescore(vecs, [langs.get(pid, "") for pid in have for _ in range(len(sents[pid]))])
     out: dict[int, Evidence] = {}
     i = 0
     for pid in have:
         n = len(sents[pid])
-        j = int(np.argmax(sims[i : i + n]))
-        b, e = sents[pid].spans[j]
-        out[pid] = Evidence(float(sims[i + j]), int(b), int(e))
+        b, e = sents[pid].spans[int(np.argmax(plain[i : i + n]))]
+        out[pid] = Evidence(float(np.max(sims[i : i + n])), int(b), int(e))
         i += n
     return out
+
+
+def untranslatable(question: str) -> list[str]:
+    """Question tokens a translation keeps: numbers of 2+ characters, tokens with a digit or two
+    capitals; in a question mostly in another script, every Latin-script word of 2+ letters."""
+    letters = [ch for ch in question if ch.isalpha()]
+    foreign_script = sum(1 for ch in letters if _LATIN.match(ch)) < len(letters) / 2
+    out: list[str] = []
+    for tok in _UNTRANSLATABLE.findall(question):
+        digit = any(ch.isdigit() for ch in tok)
+        caps = sum(1 for ch in tok if ch.isupper()) >= 2
+        if len(tok) >= 2 and (digit or caps or (foreign_script and tok[0].isalpha())):
+            out.append(tok.casefold())
+    return list(dict.fromkeys(out))
+
+
+def shared_tokens(snap: Snapshot, p: Plan, qlang: str | None, ids: Sequence[int]) -> dict[int, float]:
+    """Max-normalised BM25 over the question's untranslatable tokens, for `ids` in another language."""
+    tokens = untranslatable(p.query.text) if SHARED_TOKEN_WEIGHT > 0 else []
+    if not tokens or not ids:
+        return {}
+    wanted = set(ids)
+    rows = snap.store.lexical(tokens, snap.state.generation, p.query.filters, p.k)
+    got = {pid: s for pid, s, lang in rows if pid in wanted and lang != qlang}
+    top = max(got.values(), default=0.0)
+    return {pid: s / top for pid, s in got.items()} if top > 0 else {}
 
 
 def evidence_ids(
@@ -377,7 +423,10 @@ def evidence_ids(
 
 
 def sharpen(
-    fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
+    fused: list[tuple[int, float]],
+    dense: dict[int, float],
+    evidence: dict[int, Evidence],
+    shared: dict[int, float] | None = None,
 ) -> list[tuple[int, float]]:
     """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence`; the rest after.
 
@@ -388,7 +437,9 @@ def sharpen(
         return fused
     base = dict(fused)
     scored = {
-        pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
+        pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0))
+        + SENTENCE_WEIGHT * ev.similarity
+        + SHARED_TOKEN_WEIGHT * (shared or {}).get(pid, 0.0)
         for pid, ev in evidence.items()
     }
     return ranked(scored) + [(pid, s) for pid, s in fused if pid not in scored]
@@ -423,7 +474,7 @@ class Searcher:
             lang = identify(snap, p, qvec, early)
             cands = self._retrieve(snap, p, qvec, lang, early)
             heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
-            fused, evidence = self._sharpen(snap, p, qvec, cands, heads)
+            fused, evidence = self._sharpen(snap, p, qvec, cands, heads, lang)
             hits, has_more = page(p, recency(fused, heads, query.recency_half_life_days), heads)
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
             hits = [(pid, s) for pid, s in hits if pid in rows]
@@ -466,7 +517,6 @@ class Searcher:
         c = Candidates(fair=fair)
         if qvec is not None and q.mode != "lexical" and (allowed is None or len(allowed)):
             c = dense(snap, qvec, fair, p.k, allowed)
-            c.fair = fair
         if q.mode == "lexical" or (q.mode == "hybrid" and lang.certain):
             fresh = early is not None and early.state is snap.state and early.language == lang.code
             c.lexical = early.scores if fresh and early is not None else lexical(snap, p, lang.code)
@@ -504,6 +554,7 @@ class Searcher:
         qvec: Vec | None,
         c: Candidates,
         heads: dict[int, tuple[str, str | None]],
+        lang: Language,
     ) -> tuple[list[tuple[int, float]], dict[int, Evidence]]:
         """Score every passage of the leading articles by its best sentence, and reorder by it.
 
@@ -520,7 +571,7 @@ class Searcher:
             c.langs.update(more_langs)
         heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
         evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
-        return sharpen(c.fused, c.dense, evidence), evidence
+        return sharpen(c.fused, c.dense, evidence, shared_tokens(snap, p, lang.code, ids)), evidence
 
     def _highlights(
         self,

@@ -49,11 +49,18 @@ def test_sigkill_mid_ingest_leaves_store_and_index_consistent(
         in_store = np.sort(svc.store.passage_ids(svc.state.generation))
         in_index = np.sort(svc.state.vectors.ids())
         assert np.array_equal(in_store, in_index)
+        # Sentence vectors are part of the passage record: every surviving passage has them.
+        sents = svc.store.passage_sentences(in_store.tolist())
+        assert sents.keys() == set(in_store.tolist())
+        assert svc.stats().sentences == sum(len(s) for s in sents.values())
         for art_id in acked:
             row, passages = svc.get_article(art_id)
             assert passages, art_id
             assert all(row.text[p.char_start : p.char_end] == p.text for p in passages)
             assert all(p.id in set(in_index.tolist()) for p in passages)
+            for p in passages:
+                spans = sents[p.id].spans
+                assert p.char_start <= spans[0][0] and spans[-1][1] <= p.char_end, (art_id, spans)
         some = sorted(acked)[0]
         hits = svc.search(SearchQuery(text=svc.get_article(some)[0].text, top_k=50, per_article=1)).hits
         assert some in {h.passage.article_id for h in hits}
