@@ -100,6 +100,9 @@ def test_semantic_highlight_picks_the_answering_sentence_across_languages(client
     client.post("/v1/articles", json={"articles": [seed_article()]})
     question = "英伟达的H20芯片有后门吗？"  # does NVIDIA's H20 have a backdoor?
     for res in (
+        client.post(
+            "/v1/search", json={"query": question, "top_k": 1}
+        ),  # the default: stored sentence vectors
         client.post("/v1/search", json={"query": question, "top_k": 1, "highlight": "semantic"}),
         client.get("/v1/search", params={"q": question, "top_k": 1, "highlight": "semantic"}),
     ):
