@@ -192,7 +192,9 @@ class FairQuery:
         g = self.means.global_mean
         x: npt.NDArray[np.float32] = vectors.astype(np.float32)
         if g is not None:
-            x = x - np.stack([self.means.means.get(lang, g) for lang in languages])
+            rows = {lang: i for i, lang in enumerate(dict.fromkeys(languages))}
+            table = np.stack([self.means.means.get(lang, g) for lang in rows])
+            x = x - table[[rows[lang] for lang in languages]]
         if self.basis is not None:
             x = (x - (x @ self.basis.T) @ self.basis).astype(np.float32)
         norms = np.linalg.norm(x, axis=1, keepdims=True)

@@ -340,43 +340,52 @@ def page(
     return picked[q.offset : q.offset + q.top_k], len(picked) > q.offset + q.top_k
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evidence:
-    """A passage's best sentence for the question: its similarity and its span in the article."""
+    """What a passage's sentences say about the question: the best similarity (it ranks) and each
+    sentence's plain inner product (the highest is the sentence shown)."""
 
     similarity: float
-    char_start: int
-    char_end: int
+    spans: npt.NDArray[np.int32]
+    plain: Vec
+
+    def best_span(self) -> tuple[int, int]:
+        """`[start, end)` in the article of the sentence nearest the question by inner product.
+
+        Plain inner product: inside one passage the language is the same, and centring short
+        texts by a passage-language mean adds noise (XQuAD: see README).
+        """
+        b, e = self.spans[int(np.argmax(self.plain))]
+        return int(b), int(e)
 
 
 def sentence_evidence(
     snap: Snapshot, qvec: Vec, fair: FairQuery | None, langs: dict[int, str], ids: Sequence[int]
 ) -> dict[int, Evidence]:
-    """Each passage's best stored sentence for the question (one matrix product; no model call).
+    """Each passage's sentences scored against the question (one matrix product; no model call).
 
     The similarity that ranks is in the passages' space: fair cosine with the passage language's
-    mean taken out when the search is language-fair, plain inner product otherwise. The sentence
-    shown is the passage's nearest by plain inner product: inside one passage the language is
-    the same, and centring by a passage mean adds noise to short texts (XQuAD: see README).
-    Passages stored without sentences (before a repair) are absent.
+    mean taken out when the search is language-fair, plain inner product otherwise. Passages
+    stored without sentences (before a repair) are absent.
     """
     sents = snap.store.passage_sentences(ids)
     have = [pid for pid in ids if pid in sents]
     if not have:
         return {}
+    counts = [len(sents[pid].spans) for pid in have]
+    starts = np.cumsum([0, *counts[:-1]])
     vecs = np.vstack([sents[pid].vectors for pid in have])
     plain = vecs @ qvec
     sims = plain
     if fair is not None:
-        sims = fair.rescore(vecs, [langs.get(pid, "") for pid in have for _ in range(len(sents[pid]))])
-    out: dict[int, Evidence] = {}
-    i = 0
-    for pid in have:
-        n = len(sents[pid])
-        b, e = sents[pid].spans[int(np.argmax(plain[i : i + n]))]
-        out[pid] = Evidence(float(np.max(sims[i : i + n])), int(b), int(e))
-        i += n
-    return out
+        sims = fair.rescore(
+            vecs, [lang for pid, n in zip(have, counts, strict=True) for lang in [langs.get(pid, "")] * n]
+        )
+    best = np.maximum.reduceat(sims, starts)
+    return {
+        pid: Evidence(float(best[i]), sents[pid].spans, plain[starts[i] : starts[i] + counts[i]])
+        for i, pid in enumerate(have)
+    }
 
 
 def untranslatable(question: str) -> list[str]:
@@ -593,7 +602,7 @@ class Searcher:
                 langs = {**{r.id: r.language for r in rows}, **c.langs}
                 evidence = {**evidence, **sentence_evidence(snap, qvec, c.fair, langs, todo)}
             return [
-                sentence_highlight(r, evidence[r.id].char_start, evidence[r.id].char_end)
+                sentence_highlight(r, *evidence[r.id].best_span())
                 if r.id in evidence
                 else lexical_highlight(r, p.query.text, lang.code)
                 for r in rows

@@ -80,10 +80,10 @@ class Sentences:
     @classmethod
     def from_bytes(cls, blob: bytes) -> Sentences:
         """The inverse of `to_bytes`."""
-        n = int(np.frombuffer(blob, dtype="<u4", count=1)[0])
-        spans = np.frombuffer(blob, dtype="<i4", count=2 * n, offset=4).reshape(n, 2)
-        vectors = np.frombuffer(blob, dtype="<f4", offset=4 + 8 * n)
-        return cls(spans.astype(np.int32), vectors.reshape(n, -1).astype(np.float32))
+        n = int.from_bytes(blob[:4], "little")
+        spans = np.frombuffer(blob, dtype=np.int32, count=2 * n, offset=4).reshape(n, 2)
+        vectors = np.frombuffer(blob, dtype=np.float32, offset=4 + 8 * n)  # read-only views, no copy
+        return cls(spans, vectors.reshape(n, -1))
 
 
 @dataclass(frozen=True)
