@@ -208,15 +208,6 @@ class FairQuery:
         out: npt.NDArray[np.float32] = (self.transform(vectors, languages) @ self.vector).astype(np.float32)
         return out
 
-    def with_feedback(
-        self, top: npt.NDArray[np.float32], languages: Sequence[str], weight: float
-    ) -> FairQuery:
-        """The query moved towards the mean of its best candidates, in the centred space (Rocchio)."""
-        if len(top) == 0 or weight <= 0:
-            return self
-        q = _unit(self.vector + weight * self.transform(top, languages).mean(axis=0), self.vector)
-        return FairQuery(q, self.offsets, self.basis, self.means)
-
 
 def identify_query_language(
     text: str,

@@ -62,22 +62,11 @@ COMMON_TERM_MIN_PASSAGES = 1_000
 """Below this many passages every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
 """Dense scores are normalised between the best and the NORM_DEPTH-th of the first FAISS candidates."""
-EVIDENCE_ARTICLES = 20
+EVIDENCE_ARTICLES = 10
 """Articles (the best of the fused ranking, more when the page needs more) whose every passage is
 scored by its sentences: which passage of an article is shown is decided among all of them."""
 SENTENCE_WEIGHT = 0.5
 """Weight of a passage's best sentence against the passage itself in its score (same query, same space)."""
-FEEDBACK_WEIGHT = 0.0
-"""Query-side feedback in the centred space: the fair query moves towards the mean of its first
-FEEDBACK_DEPTH candidates by this weight before they are rescored (0: off; XQuAD: see README)."""
-FEEDBACK_DEPTH = 3
-SHARED_TOKEN_WEIGHT = 0.0
-"""Guarded cross-language evidence: a passage in another language than the question's that holds
-the question's untranslatable tokens (numbers, Latin-script names like "H20", "HBM3E", "ASML")
-gains up to this much, by max-normalised BM25 over those tokens alone. Only passages of the
-leading articles can gain (0: off; XQuAD: see README)."""
-_UNTRANSLATABLE = regex.compile(r"\p{N}[\p{L}\p{N}]*|\p{Latin}[\p{Latin}\p{N}]*")
-_LATIN = regex.compile(r"\p{Latin}")
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -247,9 +236,6 @@ def dense(
     else:
         _, ids = vectors.search(fair.vector, k, lang_offsets=fair.offsets, allowed=allowed)
     order = [int(i) for i in ids]
-    if fair is not None and FEEDBACK_WEIGHT > 0 and order:
-        top, slots = vectors.reconstruct(order[:FEEDBACK_DEPTH])
-        fair = fair.with_feedback(top, _slot_languages(snap, slots), FEEDBACK_WEIGHT)
     scores, langs = score(snap, qvec, fair, order)
     return Candidates(dense=scores, langs=langs, dense_order=order, fair=fair)
 
@@ -388,32 +374,6 @@ def sentence_evidence(
     }
 
 
-def untranslatable(question: str) -> list[str]:
-    """Question tokens a translation keeps: numbers of 2+ characters, tokens with a digit or two
-    capitals; in a question mostly in another script, every Latin-script word of 2+ letters."""
-    letters = [ch for ch in question if ch.isalpha()]
-    foreign_script = sum(1 for ch in letters if _LATIN.match(ch)) < len(letters) / 2
-    out: list[str] = []
-    for tok in _UNTRANSLATABLE.findall(question):
-        digit = any(ch.isdigit() for ch in tok)
-        caps = sum(1 for ch in tok if ch.isupper()) >= 2
-        if len(tok) >= 2 and (digit or caps or (foreign_script and tok[0].isalpha())):
-            out.append(tok.casefold())
-    return list(dict.fromkeys(out))
-
-
-def shared_tokens(snap: Snapshot, p: Plan, qlang: str | None, ids: Sequence[int]) -> dict[int, float]:
-    """Max-normalised BM25 over the question's untranslatable tokens, for `ids` in another language."""
-    tokens = untranslatable(p.query.text) if SHARED_TOKEN_WEIGHT > 0 else []
-    if not tokens or not ids:
-        return {}
-    wanted = set(ids)
-    rows = snap.store.lexical(tokens, snap.state.generation, p.query.filters, p.k)
-    got = {pid: s for pid, s, lang in rows if pid in wanted and lang != qlang}
-    top = max(got.values(), default=0.0)
-    return {pid: s / top for pid, s in got.items()} if top > 0 else {}
-
-
 def evidence_ids(
     snap: Snapshot, p: Plan, fused: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]]
 ) -> list[int]:
@@ -432,10 +392,7 @@ def evidence_ids(
 
 
 def sharpen(
-    fused: list[tuple[int, float]],
-    dense: dict[int, float],
-    evidence: dict[int, Evidence],
-    shared: dict[int, float] | None = None,
+    fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
 ) -> list[tuple[int, float]]:
     """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence`; the rest after.
 
@@ -446,9 +403,7 @@ def sharpen(
         return fused
     base = dict(fused)
     scored = {
-        pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0))
-        + SENTENCE_WEIGHT * ev.similarity
-        + SHARED_TOKEN_WEIGHT * (shared or {}).get(pid, 0.0)
+        pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
         for pid, ev in evidence.items()
     }
     return ranked(scored) + [(pid, s) for pid, s in fused if pid not in scored]
@@ -483,7 +438,7 @@ class Searcher:
             lang = identify(snap, p, qvec, early)
             cands = self._retrieve(snap, p, qvec, lang, early)
             heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
-            fused, evidence = self._sharpen(snap, p, qvec, cands, heads, lang)
+            fused, evidence = self._sharpen(snap, p, qvec, cands, heads)
             hits, has_more = page(p, recency(fused, heads, query.recency_half_life_days), heads)
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
             hits = [(pid, s) for pid, s in hits if pid in rows]
@@ -563,7 +518,6 @@ class Searcher:
         qvec: Vec | None,
         c: Candidates,
         heads: dict[int, tuple[str, str | None]],
-        lang: Language,
     ) -> tuple[list[tuple[int, float]], dict[int, Evidence]]:
         """Score every passage of the leading articles by its best sentence, and reorder by it.
 
@@ -580,7 +534,7 @@ class Searcher:
             c.langs.update(more_langs)
         heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
         evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
-        return sharpen(c.fused, c.dense, evidence, shared_tokens(snap, p, lang.code, ids)), evidence
+        return sharpen(c.fused, c.dense, evidence), evidence
 
     def _highlights(
         self,
