@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citesearch.api.errors import error_body, install_error_handlers
 from citesearch.api.metrics import Metrics, MetricsMiddleware
+from citesearch.api.page import router as page_router
 from citesearch.api.routes import router
 from citesearch.api.schemas import query_limit
 from citesearch.api.settings import Settings
@@ -178,6 +179,7 @@ def create_app(
     app.state.citesearch = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(page_router)  # the search page: `/`, `/articles/{id}` (HTML)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
