@@ -90,6 +90,7 @@
   const LANG_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$/;
   const langAttr = (tag) => (tag && LANG_TAG.test(tag) ? tag : null);
   function httpUrl(url) {
+    if (!url) return null;
     try { const u = new URL(url, location.href); return /^https?:$/.test(u.protocol) ? u.href : null; }
     catch (e) { return null; }
   }
@@ -209,7 +210,7 @@
   }
 
   function citationHref(c) {
-    return httpUrl(c.url || "") || spanUrl(c.article_id, c.char_start, c.char_end);
+    return httpUrl(c.url) || spanUrl(c.article_id, c.char_start, c.char_end);
   }
 
   function renderAnswer(data) {
