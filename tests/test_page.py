@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.api.app import create_app
+from citesearch.api.jobs import JobRunner
 from citesearch.api.page import CSP, result_view, span_url, split_span
 from citesearch.api.schemas import HighlightOut, SearchResult
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
+from citesearch.embeddings.progress import Progress
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
 KEY = "k3y-for-page-tests-0123456789"
@@ -154,6 +158,30 @@ def test_static_assets_and_the_status_poll(client: TestClient) -> None:
     assert client.get("/static/app.py").status_code == 404
     status = client.get("/ui/status").json()
     assert status["stats"]["articles"] == 3 and status["job"] is None
+
+
+def test_the_status_poll_reports_a_running_reindex(client: TestClient) -> None:
+    jobs: JobRunner = client.app.state.citesearch.jobs  # type: ignore[attr-defined]
+    release = threading.Event()
+
+    def work(progress: Progress) -> None:
+        progress(0.25, "embedding")
+        release.wait(60)
+
+    job = jobs.submit_exclusive("reindex", work)
+    try:
+        seen: dict[str, Any] | None = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen = client.get("/ui/status").json()["job"]
+            if seen is not None and seen["progress"] == 0.25:
+                break
+        assert seen is not None and seen["job_id"] == job.id and seen["status"] == "running"
+        assert seen["message"] == "embedding"
+    finally:
+        release.set()
+        job.done.wait(60)
+    assert client.get("/ui/status").json()["job"] is None
 
 
 def test_with_a_read_key_the_pages_ask_for_it(tmp_path: Path, embedder: Embedder) -> None:

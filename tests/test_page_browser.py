@@ -20,13 +20,13 @@ import pytest
 
 from tests.test_page import ARABIC_QUESTION, KEY, articles, seed_article
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 _WHY_NOT = None
 if not os.access(CHROMIUM, os.X_OK):
     _WHY_NOT = f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)"
 else:
     try:
-        from playwright.sync_api import Browser, Page, expect, sync_playwright
+        from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
     except ImportError:  # pragma: no cover - the dev extra installs it
         _WHY_NOT = "playwright is not installed (pip install -c constraints.txt -e '.[dev]')"
 if _WHY_NOT is not None:
@@ -260,8 +260,14 @@ def test_the_answer_is_shown_when_the_server_has_one(server: str, page: Page) ->
         ],
         "mode": "extractive",
     }
-    page.route("**/v1/answer", lambda route: route.fulfill(json=answer))
-    page.goto(server + "/?q=" + QUESTION_ZH)
+    sent: list[Any] = []
+
+    def answer_route(route: Route) -> None:
+        sent.append(route.request.post_data_json)
+        route.fulfill(json=answer)
+
+    page.route("**/v1/answer", answer_route)
+    page.goto(server + "/?q=" + QUESTION_ZH + "&language=en")
     expect(page.locator("#answer")).to_be_visible()
     expect(page.locator("#answer-text")).to_have_text(answer["answer"])
     assert page.locator("#answer img").count() == 0

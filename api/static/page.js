@@ -224,11 +224,20 @@
     }
     $("answer-citations").replaceChildren(...(data.citations || []).map((c) =>
       el("li", {}, c.label + " ", el("a", { href: citationHref(c), dir: "auto" }, c.title || c.article_id))));
+    const how = data.mode === "generated" ? "Generated from the sources below" : "Quoted from the sources below";
+    $("answer-mode").textContent = how + (data.llm_fallback ? " (the language model did not answer in time)" : "");
+    $("answer").classList.toggle("unanswered", data.answered === false);
     $("answer").hidden = !data.answer;
   }
 
   async function loadAnswer(params, seq) {
-    const request = { query: params.get("q") };
+    const filters = {};
+    if (params.get("language")) filters.language = [params.get("language")];
+    if (params.get("source")) filters.source = [params.get("source")];
+    for (const name of ["published_after", "published_before"]) {
+      if (params.get(name)) filters[name] = params.get(name);
+    }
+    const request = { query: params.get("q"), top_k: 5, filters: filters };
     try {
       const resp = await api("/v1/answer", {
         method: "POST",
