@@ -31,7 +31,11 @@ from citesearch.index.search import SearchQuery
 
 _HERE = Path(__file__).resolve().parent
 _STATIC = _HERE / "static"
-_ASSETS = {"page.css": "text/css; charset=utf-8", "page.js": "text/javascript; charset=utf-8"}
+_ASSETS = {
+    "page.css": "text/css; charset=utf-8",
+    "page.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 PAGE_SIZE = 10
 """Results per page of the search page."""
 
@@ -227,6 +231,8 @@ def _stats(state: AppState) -> Stats | None:
 
 def _not_ready(state: AppState, page: str) -> HTMLResponse:
     why = "the service failed to start" if state.load_error else "the model and index are still loading"
+    # page "loading": the script polls /readyz and reloads when the service is up.
+    page = "loading" if state.load_error is None else "error"
     return render("error.html", 503, page=page, auth=False, title="Not ready", message=f"Not ready: {why}.")
 
 

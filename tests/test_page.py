@@ -88,7 +88,7 @@ def test_a_question_in_the_url_is_answered_on_the_server(client: TestClient) -> 
     page = r.text
     first = page.split('<li class="result"')[1]
     assert "英伟达回应:没后门" in first and 'lang="en"' in first and 'dir="auto"' in first
-    assert "[1]" in first and "took_ms" in page
+    assert "[1]" in first and re.search(r'<span id="took" title="took_ms [0-9.]+">[0-9]+ ms</span>', page)
     sentence = marked(first)[0]
     assert "H20" in sentence and sentence in SEED.read_text(encoding="utf-8")
     link = re.search(r'class="span-link" href="([^"]+)"', first)
@@ -182,6 +182,26 @@ def test_the_status_poll_reports_a_running_reindex(client: TestClient) -> None:
         release.set()
         job.done.wait(60)
     assert client.get("/ui/status").json()["job"] is None
+
+
+def test_while_loading_the_pages_say_so_and_wait(tmp_path: Path, embedder: Embedder) -> None:
+    release = threading.Event()
+
+    def slow_model(_model: str | None) -> Embedder:
+        release.wait(60)
+        return embedder
+
+    app = create_app(
+        Settings(data_dir=tmp_path / "data"), embedder_factory=slow_model, load_in_background=True
+    )
+    with TestClient(app) as c:
+        for path in ("/?q=H20", "/articles/nvidia-h20"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
+            assert 'data-page="loading"' in r.text and "still loading" in r.text
+        release.set()
+        assert app.state.citesearch.ready.wait(60)
+        assert c.get("/").status_code == 200
 
 
 def test_with_a_read_key_the_pages_ask_for_it(tmp_path: Path, embedder: Embedder) -> None:

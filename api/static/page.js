@@ -157,9 +157,9 @@
   function renderResponse(data, params) {
     const offset = Number(params.get("offset") || 0);
     const n = data.results.length;
-    $("status").textContent = n + " result" + (n === 1 ? "" : "s") + (offset ? " from #" + (offset + 1) : "") +
-      " in " + Math.round(data.took_ms) + " ms (took_ms " + data.took_ms + ")" +
-      (data.query_language ? " · question language " + data.query_language : "");
+    $("status").replaceChildren(n + " result" + (n === 1 ? "" : "s") + (offset ? " from #" + (offset + 1) : "") + " in ",
+      el("span", { id: "took", title: "took_ms " + data.took_ms }, Math.round(data.took_ms) + " ms"),
+      data.query_language ? " · question language " + data.query_language : "");
     $("results").replaceChildren(...data.results.map(renderResult));
     const pager = $("pager");
     pager.replaceChildren();
@@ -360,6 +360,16 @@
   }
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAdmin(); });
 
+  // ---- the "still loading" page: reload once the model and the index are ready -----------------------
+  async function waitUntilReady() {
+    try {
+      const resp = await fetch("/readyz");
+      if (resp.ok) { location.reload(); return; }
+    } catch (err) { /* the server may be restarting: keep polling */ }
+    setTimeout(waitUntilReady, 1000);
+  }
+
   if (body.dataset.page === "search") initSearchPage();
   else if (body.dataset.page === "article") initArticlePage();
+  else if (body.dataset.page === "loading") setTimeout(waitUntilReady, 1000);
 })();
