@@ -272,7 +272,7 @@ def search_page(request: Request, state: StateDep) -> HTMLResponse:
     if state.service is None:
         return _not_ready(state, "search")
     if not _authorized(request):
-        return render("search.html", page="search", auth=True, form=form, stats=None, page_size=PAGE_SIZE)
+        return render("search.html", page="search", auth=True, form=form, stats=None)
     context = _search_context(state, form)
     status = 422 if "problem" in context else 200
     return render(
@@ -282,7 +282,6 @@ def search_page(request: Request, state: StateDep) -> HTMLResponse:
         auth=False,
         form=form,
         stats=_stats(state),
-        page_size=PAGE_SIZE,
         **context,
     )
 
