@@ -252,13 +252,13 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    console.print(f"worker {cluster.worker_name} waiting for batches")
     n = run_worker(
         cluster,
         settings.index_config(),
         settings.load_cluster_model,
         stop,
         once=once,
+        on_ready=lambda: console.print(f"worker {cluster.worker_name} waiting for batches"),
         on_batch=lambda: console.print("batch done"),
     )
     console.print(f"{n} batches embedded")

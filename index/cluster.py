@@ -508,6 +508,7 @@ def run_worker(
     stop: threading.Event,
     *,
     once: bool = False,
+    on_ready: Callable[[], None] | None = None,
     on_batch: Callable[[], None] | None = None,
 ) -> int:
     """`citesearch worker`: embed batches of cluster-wide reindexes until stopped; returns batches done.
@@ -517,7 +518,8 @@ def run_worker(
     """
     pg = PgStore(cluster.url, timeout_s=cluster.timeout_s, max_size=2)
     scheduler = InferenceScheduler()
-    models: dict[str, Encoder] = {}
+    configured = load_model(None)  # loaded up front: a build usually re-embeds with this model
+    models: dict[str, Encoder] = {configured.model_id: configured}
     done = 0
     try:
         with tempfile.TemporaryDirectory(prefix="citesearch-worker-") as scratch:
@@ -534,6 +536,8 @@ def run_worker(
             def prepare(articles: Sequence[Article], embedder: Encoder) -> list[Prepared]:
                 return writer.prepare(articles, embedder)
 
+            if on_ready is not None:
+                on_ready()
             while not stop.is_set():
                 try:
                     if work_one_batch(pg, cluster.worker_name, cluster.lease_s, prepare, embedder_for):
