@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         le=3600,
-        description="Seconds a reindex batch stays claimed before another worker retries it.",
+        description="Lease of a reindex batch (renewed while embedding); a dead worker's batch is retried after it.",
     )
     cluster_timeout_s: float = Field(
         5.0, gt=0, le=120, description="Seconds a write waits for the database before answering 503."

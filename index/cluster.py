@@ -27,7 +27,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +113,26 @@ def local_passages(text: str, passages: Sequence[PgPassage]) -> list[NewPassage]
     ]
 
 
+@contextlib.contextmanager
+def _heartbeat(pg: PgStore, claim: Claim, worker: str, lease_s: float) -> Iterator[None]:
+    """Renew the lease every third of it while the batch is embedded (a slow machine keeps its batch;
+    a dead one stops renewing and the batch is claimed again)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            with contextlib.suppress(StoreUnavailableError):
+                pg.renew(claim, worker, lease_s)
+
+    thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def work_one_batch(
     pg: PgStore, worker: str, lease_s: float, prepare: Prepare, embedder_for: Callable[[Claim], Encoder]
 ) -> bool:
@@ -129,7 +149,8 @@ def work_one_batch(
             f"the build needs model {claim.model_id!r}, this worker has {embedder.model_id!r}"
         )
     rows = pg.articles(claim.article_ids)
-    prepared = prepare([r.article for r in rows], embedder)
+    with _heartbeat(pg, claim, worker, lease_s):
+        prepared = prepare([r.article for r in rows], embedder)
     if not pg.finish(claim, worker, [(p.article, p.passages) for p in prepared]):
         log.warning("batch %d of generation %d was taken over (lease ran out)", claim.no, claim.generation)
     return True

@@ -502,6 +502,16 @@ class PgStore:
             )
         return Claim(int(row[0]), int(row[1]), list(row[2]), str(row[3]), row[4])
 
+    def renew(self, claim: Claim, worker: str, lease_s: float) -> bool:
+        """Extend this worker's lease on a batch it is still embedding; False when it was taken over."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "UPDATE batches SET lease_until = now() + make_interval(secs => %s) "
+                "WHERE generation = %s AND no = %s AND worker = %s AND NOT done RETURNING no",
+                (lease_s, claim.generation, claim.no, worker),
+            ).fetchone()
+        return row is not None
+
     def finish(
         self, claim: Claim, worker: str, items: Sequence[tuple[Article, Sequence[NewPassage]]]
     ) -> bool:
