@@ -125,7 +125,8 @@ class Head:
 class Changes:
     """What a replica must apply, read in one snapshot.
 
-    `full`: the replica must load the whole generation (it is fresh, or a switch happened):
+    `full`: the replica must load the whole generation (it is fresh, a switch happened, or the
+    entries it needs were pruned from the log):
     `articles` then holds every article. Otherwise `articles` holds the current rows of the
     articles named by the entries up to `upto`, and `gone` those deleted.
     """
@@ -298,6 +299,8 @@ class PgStore:
                 "SELECT seq, article_id FROM change_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
                 (applied, head.seq, limit),
             ).fetchall()
+            if not entries or int(entries[0][0]) != applied + 1:  # the entries it needs were pruned
+                return self._full(conn, head)
             ids = sorted({str(e[1]) for e in entries if e[1] is not None})
             arts = {
                 a.article.id: a

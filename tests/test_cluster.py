@@ -169,6 +169,24 @@ def test_a_fresh_replica_catches_up_from_the_database_without_calling_the_model(
         a.close()
 
 
+def test_a_replica_behind_a_pruned_log_reloads_everything(url: str, tmp_path: Path) -> None:
+    a, b = replica(url, tmp_path / "a"), replica(url, tmp_path / "b")
+    try:
+        a.upsert([report(i) for i in range(5)])
+        wait_for(caught_up(a, b), what="B at the head")
+        b.close()
+        a.upsert([report(1, " revised"), report(9)])
+        a.delete("r-2")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM change_log")  # everything B would need is gone
+        b = replica(url, tmp_path / "b")
+        assert service_snapshot(b) == service_snapshot(a)
+        assert sorted(service_snapshot(b)) == ["r-0", "r-1", "r-3", "r-4", "r-9"]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_two_replicas_updating_one_article_at_once_converge_on_the_last_commit(
     url: str, tmp_path: Path
 ) -> None:
