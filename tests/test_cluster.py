@@ -353,7 +353,7 @@ def test_a_replica_killed_during_a_write_burst_resumes_and_converges(
 
     def burst() -> None:
         i = 10
-        while not stop.is_set() and i < 200:
+        while not stop.is_set() and i < 100:
             r = post(a, [report(i), report(i + 1), report(i - 5, f" update {i}")])
             if r.status_code != 200:
                 failures.append(r.text)
@@ -422,7 +422,7 @@ def test_reindex_spread_over_workers_survives_a_killed_worker(
     cluster: tuple[str, Server, Server],
 ) -> None:
     url, a, b = cluster
-    assert post(a, [report(i) for i in range(300, 330)]).status_code == 200
+    assert post(a, [report(i) for i in range(300, 315)]).status_code == 200
     wait_for(converged(a, b), what="both replicas at the head")
     env = {
         "CITESEARCH_DATABASE_URL": url,
