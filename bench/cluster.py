@@ -15,7 +15,8 @@ Sections:
 5. catch-up: the stored rows are copied in PostgreSQL (same vectors, new ids) up to
    --catch-up-passages, then a fresh replica in this process (the real model loaded first, not
    timed) is opened on an empty data dir: passages/s including its start-up, and the number of
-   passages it embedded (must be 0).
+   passages it embedded (must be 0);
+6. overhead: the same writes in process with the fake encoder, standalone and as a replica.
 
 Run: `.venv/bin/python -m bench.cluster [--articles 200] [--write-seconds 30] [--search-seconds 20]`.
 Writes bench/results/cluster.{json,md}. Every figure is an absolute time: each section records the
@@ -229,6 +230,31 @@ def section_catch_up(url: str, work: Path, passages: int) -> dict[str, Any]:
     }
 
 
+def section_overhead(url: str, work: Path, n: int = 150) -> dict[str, Any]:
+    """What the cluster adds to one write: the same writes in process with the fake encoder, standalone
+    and as a replica (PostgreSQL commit, NOTIFY, local apply, read-your-writes wait)."""
+    from citesearch.index.articles import ArticleInput
+    from citesearch.index.cluster import ClusterConfig
+    from citesearch.index.service import IndexConfig, SearchService
+    from tests.fakes import FakeEncoder
+
+    def per_write_ms(svc: SearchService, tag: str) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            text = f"Report {i}: the council approved budget line {i}."
+            svc.upsert([ArticleInput(id=f"{tag}{i}", text=text, language="en")])
+        svc.close()
+        return (time.perf_counter() - t0) / n * 1000
+
+    load0 = loadavg()
+    alone = per_write_ms(SearchService(IndexConfig(data_dir=work / "alone"), FakeEncoder()), "alone-")
+    cluster = ClusterConfig(url=url, build_worker=False)
+    replica = per_write_ms(
+        SearchService(IndexConfig(data_dir=work / "replica"), FakeEncoder(), cluster=cluster), "replica-"
+    )
+    return {"writes": n, "standalone_ms": alone, "replica_ms": replica, "loadavg": [load0, loadavg()]}
+
+
 def section_search(
     ports: Sequence[int], questions: Sequence[str], clients: int, seconds: float
 ) -> dict[str, Any]:
@@ -344,6 +370,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Last: it copies rows in PostgreSQL behind the replicas' backs (no log entries).
         result["catch_up"] = section_catch_up(url, work, args.catch_up_passages)
         log(f"catch-up: {result['catch_up']}")
+        result["overhead"] = section_overhead(pg.url("overhead"), work)
+        log(f"overhead: {result['overhead']}")
     finally:
         for p in reversed(procs):
             p.stop()
@@ -356,6 +384,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def la(v: Sequence[float]) -> str:
     """A load average triple."""
     return " / ".join(f"{x:.2f}" for x in v)
+
+
+def overhead_only() -> dict[str, Any]:
+    """The per-write section alone, on a throwaway PostgreSQL of its own."""
+    bindir = pg_bin()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries not found")
+    pg = PgCluster(bindir)
+    work = Path(tempfile.mkdtemp(prefix="citesearch-cluster-bench-"))
+    try:
+        return section_overhead(pg.url("overhead"), work)
+    finally:
+        pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def render_md(r: dict[str, Any]) -> str:
@@ -391,6 +433,15 @@ def render_md(r: dict[str, Any]) -> str:
             f"({x1['seconds']:.1f} s) | {la(x1['loadavg'][0])} → {la(x1['loadavg'][1])} |",
             f"| reindex, 2 workers (+ one `citesearch worker`) | {x2['passages_per_s']:.1f} passages/s "
             f"({x2['seconds']:.1f} s) | {la(x2['loadavg'][0])} → {la(x2['loadavg'][1])} |",
+            *(
+                [
+                    f"| cost of the cluster per write (in process, fake encoder, {ov['writes']} writes) "
+                    f"| {ov['replica_ms']:.1f} ms as a replica vs {ov['standalone_ms']:.1f} ms standalone "
+                    f"| {la(ov['loadavg'][0])} → {la(ov['loadavg'][1])} |"
+                ]
+                if (ov := r.get("overhead"))
+                else []
+            ),
             "",
             "All processes share the same 2 cores: a second replica or worker on this machine adds no CPU, "
             "so these rows measure the overhead of the cluster, not its scaling. Each replica or worker "
@@ -416,12 +467,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--catch-up-passages", type=int, default=30_000, help="Corpus size for the catch-up figure."
     )
     p.add_argument("--render", action="store_true", help="Redraw the markdown from the JSON.")
+    p.add_argument("--overhead-only", action="store_true", help="Measure the per-write cost into the JSON.")
     args = p.parse_args(argv)
     # A SIGTERM (e.g. `timeout`) unwinds through run()'s finally: no replica or PostgreSQL left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out_json, out_md = RESULTS / "cluster.json", RESULTS / "cluster.md"
-    if args.render:
+    if args.render or args.overhead_only:
         r: dict[str, Any] = json.loads(out_json.read_text())
+        if args.overhead_only:
+            r["overhead"] = overhead_only()
+            out_json.write_text(json.dumps(r, indent=2) + "\n")
     else:
         r = run(args)
         out_json.write_text(json.dumps(r, indent=2) + "\n")
