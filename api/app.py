@@ -143,7 +143,14 @@ def create_app(
     def load() -> None:
         try:
             embedder = state.embedder_factory(settings.model)
-            state.service = SearchService(settings.index_config(), embedder)
+            state.service = SearchService(
+                settings.index_config(),
+                embedder,
+                cluster=settings.cluster_config(),
+                load_model=lambda name: state.embedder_factory(
+                    None if name is None else settings.reindex_model_source(name) or name
+                ),
+            )
             log.info("citesearch ready: %s", state.service.stats())
         except Exception as exc:
             log.exception("start-up failed")

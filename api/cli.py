@@ -1,4 +1,4 @@
-"""The `citesearch` command: serve, ingest, search, delete, reindex, stats, model prepare."""
+"""The `citesearch` command: serve, ingest, search, delete, reindex, worker, stats, model prepare."""
 
 from __future__ import annotations
 
@@ -65,7 +65,12 @@ def _service(settings: Settings) -> SearchService:
     from citesearch.index.service import SearchService
 
     with console.status("loading model and index"):
-        return SearchService(settings.index_config(), _embedder(settings))
+        return SearchService(
+            settings.index_config(),
+            _embedder(settings),
+            cluster=settings.cluster_config(),
+            load_model=settings.load_cluster_model,
+        )
 
 
 @app.command()
@@ -224,6 +229,39 @@ def reindex(
     finally:
         service.close()
     console.print(f"generation {gen} is serving")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Exit when no reindex is running.")] = False,
+) -> None:
+    """Embed batches of cluster-wide reindexes (needs CITESEARCH_DATABASE_URL); run any number, anywhere."""
+    import signal
+    import threading
+
+    from citesearch.index.cluster import run_worker
+
+    settings = Settings()
+    cluster = settings.cluster_config()
+    if cluster is None:
+        console.print("[red]set CITESEARCH_DATABASE_URL to the cluster's PostgreSQL[/red]")
+        raise typer.Exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    n = run_worker(
+        cluster,
+        settings.index_config(),
+        settings.load_cluster_model,
+        stop,
+        once=once,
+        on_ready=lambda: console.print(f"worker {cluster.worker_name} waiting for batches"),
+        on_batch=lambda: console.print("batch done"),
+    )
+    console.print(f"{n} batches embedded")
 
 
 @app.command()

@@ -300,6 +300,18 @@ class JobOut(BaseModel):
     error: str | None = None
 
 
+class ClusterStats(BaseModel):
+    """Where a replica stands against the cluster's change log."""
+
+    applied_seq: int = Field(description="Last change-log entry applied to this replica's index.")
+    head_seq: int = Field(description="Last entry of the change log (as last seen when unreachable).")
+    lag_entries: int = Field(description="Entries committed but not yet applied here.")
+    lag_seconds: float | None = Field(
+        description="Age of the oldest entry not applied here (0 when caught up; null when unreachable)."
+    )
+    writable: bool = Field(description="Whether the database answers, so writes are accepted.")
+
+
 class Stats(BaseModel):
     """Corpus and index figures."""
 
@@ -311,6 +323,7 @@ class Stats(BaseModel):
     dim: int
     index_kind: str
     languages: dict[str, int]
+    cluster: ClusterStats | None = None
 
 
 class ErrorBody(BaseModel):
