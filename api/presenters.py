@@ -243,4 +243,5 @@ def stats(s: ServiceStats) -> Stats:
         dim=s.dim,
         index_kind=s.index_kind,
         languages=dict(s.languages),
+        engine=s.engine,
     )

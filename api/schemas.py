@@ -311,6 +311,8 @@ class Stats(BaseModel):
     dim: int
     index_kind: str
     languages: dict[str, int]
+    engine: str = ""
+    """Inference engine and precision of the model, e.g. `openvino-bf16` (see README, Inference engine)."""
 
 
 class ErrorBody(BaseModel):

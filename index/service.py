@@ -58,6 +58,8 @@ class ServiceStats:
     dim: int
     index_kind: str
     languages: dict[str, int]
+    engine: str = ""
+    """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -218,6 +220,7 @@ class SearchService:
                 dim=st.embedder.dim,
                 index_kind=st.vectors.kind,
                 languages=dict(st.means.counts),
+                engine=str(getattr(st.embedder, "engine_name", "")),
             )
 
     # ---- long work -----------------------------------------------------------------------------
