@@ -218,15 +218,21 @@ def mrr_run(emb: Embedder, sample: int) -> dict[str, float]:
 
 
 def section_mrr(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    rows: dict[str, Any] = {}
+    rows: dict[str, Any] = json.loads(args.mrr_known) if args.mrr_known else {}
+    wanted = args.candidates.split(",") if args.candidates else [f"{e}-{p}" for e, p in CANDIDATES]
     for engine, precision in CANDIDATES:
         name = f"{engine}-{precision}"
+        if name in rows or name not in wanted:
+            continue
         t0 = time.perf_counter()
         emb = load_embedder(args.model, engine=engine, precision=precision)
         rows[name] = mrr_run(emb, args.sample)
         del emb
         gc.collect()
         log(f"mrr {name}: {rows[name]} ({time.perf_counter() - t0:.0f}s, load {load_avg()})")
+    if "torch-fp32" not in rows:
+        out["mrr_partial"] = {**out.get("mrr_partial", {}), **rows}
+        return
     base = rows["torch-fp32"]
     for r in rows.values():
         r["drop"] = {k: round(base[k] - r[k], 2) for k in ("crosslingual", "mixed")}
@@ -283,6 +289,12 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="citesearch-engines-") as tmp:
         env_before = os.environ.get("CITESEARCH_MODEL")
         os.environ["CITESEARCH_MODEL"] = str(args.model)
+        if args.http_engine:  # otherwise the server's own `auto`
+            engine, precision = args.http_engine.split("-")
+            os.environ["CITESEARCH_EMBED_ENGINE"], os.environ["CITESEARCH_EMBED_PRECISION"] = (
+                engine,
+                precision,
+            )
         try:
             with serve(Path(tmp) / "data", Path(tmp) / "serve.log") as server:
                 _, stats0 = _request(server.port, "GET", "/v1/stats")
@@ -447,6 +459,9 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sample", type=int, default=200, help="questions per language for the MRR gate")
+    ap.add_argument("--http-engine", default="", help="http: serve with this engine-precision (default auto)")
+    ap.add_argument("--candidates", default="", help="mrr: only these engine-precision names")
+    ap.add_argument("--mrr-known", default="", help="mrr: JSON rows already measured (name -> figures)")
     ap.add_argument(
         "--write-faithful", action="store_true", help="record the MRR gate in embeddings/faithful.json"
     )

@@ -154,7 +154,9 @@ def choose(
     ]
     if rows:
         best = rows[0]
-        why = f"fastest faithful of {len(manifest.get('measured', []))} measured on {manifest.get('machine', '?')}"
+        why = f"fastest faithful of {len(manifest.get('measured', []))} measured"
+        if manifest.get("machine") != machine():
+            why += f" on another machine ({manifest.get('machine')}): run `citesearch model prepare` to measure here"
         return EngineChoice(str(best["engine"]), str(best["precision"]), why)
     if e == "auto":  # an explicit precision nothing faithful runs at: the library's own path
         return EngineChoice("torch", p, "no faithful candidate at this precision")
