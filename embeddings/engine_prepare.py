@@ -212,7 +212,8 @@ def _measure_all(
     manifest["load_average"] = [round(x, 2) for x in os.getloadavg()]
     manifest["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     auto = choose("auto", "auto", manifest, fallback_precision="fp32")
-    manifest["auto"] = {"engine": auto.engine, "precision": auto.precision}
+    # What auto picked then; each load decides again, with the faithful.json shipped at that time.
+    manifest["auto_when_measured"] = {"engine": auto.engine, "precision": auto.precision}
     _write_manifest(engines_dir, manifest)
 
 
