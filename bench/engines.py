@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import perf
 from bench.perf import machine, rss_bytes, serve
 from bench.quality import EVAL, LANGS, CachingEmbedder, Question, build, evaluate, load, safe_id, summarise
 from citesearch.embeddings import Embedder, load_embedder
@@ -286,6 +287,8 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
             d for d in docs.values() if d.language == "en" and d.title not in CALIBRATION_TITLES
         )
     ]
+    # This checkout's code, not whatever `citesearch` script the venv has installed.
+    perf._serve_command = lambda: [sys.executable, "-m", "citesearch.api.cli"]
     with tempfile.TemporaryDirectory(prefix="citesearch-engines-") as tmp:
         env_before = os.environ.get("CITESEARCH_MODEL")
         os.environ["CITESEARCH_MODEL"] = str(args.model)
