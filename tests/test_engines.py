@@ -304,3 +304,32 @@ def test_stats_and_search_show_and_use_the_engine(client: TestClient) -> None:
     assert stats["engine"] == "openvino-bf16" and stats["passages"] > 0
     hits = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
     assert hits["results"] and hits["results"][0]["article_id"] == "h20"
+
+
+def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_path: Path) -> None:
+    if engines != MODEL / "engines":
+        pytest.skip("engines not prepared beside the default model")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / MODEL_DIRNAME).symlink_to(MODEL)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "citesearch.api.cli",
+            "model",
+            "prepare",
+            "--models-dir",
+            str(tmp_path / "models"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    manifest = read_engines_manifest(engines)
+    assert manifest is not None
+    pick = choose("auto", "auto", manifest, fallback_precision="fp32")
+    assert "engines already prepared" in res.stderr and f"auto: {pick.name}" in res.stderr
+    assert all(f"{r['engine']}-{r['precision']}:" in res.stderr for r in manifest["measured"])
