@@ -246,4 +246,5 @@ def stats(s: ServiceStats) -> Stats:
         index_kind=s.index_kind,
         languages=dict(s.languages),
         cluster=None if s.cluster is None else ClusterStats(**dataclasses.asdict(s.cluster)),
+        engine=s.engine,
     )

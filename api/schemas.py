@@ -324,6 +324,8 @@ class Stats(BaseModel):
     index_kind: str
     languages: dict[str, int]
     cluster: ClusterStats | None = None
+    engine: str = ""
+    """Inference engine and precision of the model, e.g. `openvino-bf16` (see README, Inference engine)."""
 
 
 class ErrorBody(BaseModel):

@@ -71,8 +71,11 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Logging level.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per model call.")
+    embed_engine: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="Inference engine (auto: the fastest faithful one measured by `model prepare`)."
+    )
     embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        "auto", description="Inference precision (auto: measured best for this CPU)."
+        "auto", description="Inference precision (auto: the fastest faithful one measured on this CPU)."
     )
     database_url: str | None = Field(
         None, description="PostgreSQL URL: the cluster's store of record (unset: embedded SQLite only)."
@@ -117,6 +120,7 @@ class Settings(BaseSettings):
         return load_embedder(
             model if model is not None else self.model,
             models_dir=self.models_dir,
+            engine=self.embed_engine,
             precision=self.embed_precision,
             batch_size=self.embed_batch_size,
         )

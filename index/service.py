@@ -63,6 +63,8 @@ class ServiceStats:
     languages: dict[str, int]
     cluster: ReplicaStatus | None = None
     """Replication figures when the service is a cluster replica."""
+    engine: str = ""
+    """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -257,6 +259,7 @@ class SearchService:
                 index_kind=st.vectors.kind,
                 languages=dict(st.means.counts),
                 cluster=cluster,
+                engine=str(getattr(st.embedder, "engine_name", "")),
             )
 
     # ---- long work -----------------------------------------------------------------------------
