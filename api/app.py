@@ -11,9 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from citesearch.api.chat_routes import router as chat_router
 from citesearch.api.errors import error_body, install_error_handlers
+from citesearch.api.mcp import McpEndpoint
 from citesearch.api.metrics import Metrics, MetricsMiddleware
 from citesearch.api.routes import router
 from citesearch.api.schemas import query_limit
@@ -150,6 +153,8 @@ def create_app(
         finally:
             state.ready.set()
 
+    mcp = McpEndpoint(lambda: state.service, settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if load_in_background:
@@ -159,7 +164,8 @@ def create_app(
             if state.load_error is not None:
                 raise RuntimeError(state.load_error)
         try:
-            yield
+            async with mcp.run():  # the MCP session manager lives as long as the app
+                yield
         finally:
             state.ready.wait()
             running = state.jobs.active()
@@ -178,6 +184,8 @@ def create_app(
     app.state.citesearch = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(chat_router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
