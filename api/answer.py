@@ -1,11 +1,11 @@
 """Answers in prose with [n] citations, built from search results: extractive by default, an LLM's when configured.
 
 - Extractive: each top passage's answering sentence (the semantic highlight, exact article
-  offsets) is scored by the cosine of its own embedding with the question's. Sentences at least
-  `MIN_SENTENCE_SCORE` and within `SCORE_MARGIN` of the best are kept (at most `MAX_SENTENCES`,
-  near-duplicates once), in rank order, each followed by its result's label, quoted in the
-  passage's own language. When none passes, the answer says so in the question's language
-  (`answered: false`) rather than quote noise. The threshold is calibrated on XQuAD by
+  offsets) is scored by the cosine of its own embedding with the question's. The top passage's
+  sentence must reach `MIN_SENTENCE_SCORE`; lower-ranked passages' sentences join it when they
+  score at least as well (at most `MAX_SENTENCES`, near-duplicates once), in rank order, each
+  followed by its result's label, quoted in the passage's own language. Otherwise the answer
+  says so in the question's language (`answered: false`) rather than quote noise. The threshold is calibrated on XQuAD by
   bench/answer_threshold.py (results in bench/results/answer_threshold.md).
 - Generated: the LLM reads the numbered passages and answers in the question's language; labels
   it cites that were not in its context are removed and reported (`dropped_labels`). An LLM that
@@ -35,8 +35,9 @@ from citesearch.index.service import SearchService
 MIN_SENTENCE_SCORE = 0.80
 """Question-sentence cosine (multilingual-e5-small, query vs passage side) below which a sentence
 does not answer: calibrated on XQuAD (bench/answer_threshold.py)."""
-SCORE_MARGIN = 0.03
-"""Sentences this far below the best one are left out: they are about something else."""
+SCORE_MARGIN = 0.0
+"""How far below the top passage's sentence a lower-ranked passage's may score and still be quoted:
+none, as a same-language sentence about something else scores within 0.01 of a cross-lingual answer."""
 MAX_SENTENCES = 3
 """Most sentences in an extractive answer."""
 PER_ARTICLE = 3
@@ -45,6 +46,8 @@ PER_ARTICLE = 3
 HISTORY_TURNS = 6
 """Earlier chat turns passed to the LLM (each cut to HISTORY_CHARS)."""
 HISTORY_CHARS = 2000
+EARLIER_CHARS = 300
+"""Most characters of the previous user message searched with a follow-up question."""
 
 NO_ANSWER = {
     "en": "The indexed articles do not answer this question.",
@@ -97,18 +100,29 @@ class Retrieved:
     started: float
 
 
-def retrieve(service: SearchService, req: AnswerRequest) -> Retrieved:
-    """Search with semantic highlights and score each highlight against the question."""
+def search_text(question: str, earlier: str | None, max_chars: int) -> str:
+    """What to search for: the question, after the previous user message when in a conversation,
+    so that a follow-up ("and does it have a backdoor?") finds what it refers to."""
+    if not earlier or not earlier.strip():
+        return question
+    room = max(0, max_chars - len(question) - 1)
+    return f"{earlier.strip()[-min(room, EARLIER_CHARS) :]}\n{question}" if room else question
+
+
+def retrieve(service: SearchService, req: AnswerRequest, earlier: str | None = None) -> Retrieved:
+    """Search with semantic highlights and score each highlight against the question (`earlier`:
+    the previous user message of a conversation, searched with it)."""
     started = time.perf_counter()
+    text = search_text(req.query, earlier, service.config.max_query_chars)
     query = SearchQuery(
-        text=req.query,
+        text=text,
         top_k=req.top_k,
         filters=presenters.search_filters(req.filters),
         language=req.query_language,
         per_article=PER_ARTICLE,
         highlight="semantic",
     )
-    qvec = service.question_vector(req.query)
+    qvec = service.question_vector(text)
     outcome = service.search(query, qvec)
     scores = service.similarities(qvec, [h.highlight.text for h in outcome.hits])
     return Retrieved(req, outcome, scores, started)
@@ -132,18 +146,27 @@ def _near_duplicate(a: str, b: str) -> bool:
 
 
 def pick(hits: Sequence[Hit], scores: Sequence[float]) -> list[int]:
-    """Indices of the hits whose sentences answer, in rank order (empty when none does)."""
-    if not scores or max(scores) < MIN_SENTENCE_SCORE:
+    """Indices of the hits whose sentences answer, in rank order (empty when none does).
+
+    The top-ranked passage decides whether there is an answer: its sentence must score at least
+    MIN_SENTENCE_SCORE. Search ranks passages with language-fair scores, while a raw sentence
+    cosine favours sentences in the question's own language, so a lower-ranked passage is quoted
+    only when its sentence answers at least as well as the top one's (SCORE_MARGIN), never on
+    its cosine alone.
+    """
+    if not scores or scores[0] < MIN_SENTENCE_SCORE:
         return []
-    floor = max(MIN_SENTENCE_SCORE, max(scores) - SCORE_MARGIN)
+    floor = scores[0] - SCORE_MARGIN
     kept: list[int] = []
-    for i in sorted(range(len(hits)), key=lambda i: -scores[i]):
+    for i in range(len(hits)):
         text = clean_sentence(hits[i].highlight.text)
-        if len(kept) == MAX_SENTENCES or scores[i] < floor:
+        if len(kept) == MAX_SENTENCES:
             break
-        if text and not any(_near_duplicate(text, clean_sentence(hits[j].highlight.text)) for j in kept):
+        if scores[i] < floor or not text:
+            continue
+        if not any(_near_duplicate(text, clean_sentence(hits[j].highlight.text)) for j in kept):
             kept.append(i)
-    return sorted(kept)
+    return kept
 
 
 def no_answer(language: str | None) -> str:
@@ -282,7 +305,7 @@ class Answerer:
         o = r.outcome
         return AnswerResponse.model_validate(
             {
-                "query": o.query,
+                "query": r.request.query,
                 "answer": answer,
                 "answered": bool(citations) or (mode == "generated" and bool(o.hits)),
                 "mode": mode,
@@ -311,7 +334,7 @@ class Answerer:
         if self.llm is None or not self._uses_llm(r):
             return self.extractive(r)
         try:
-            text = self.llm.complete(llm_messages(r.outcome.query, r.outcome.hits, history))
+            text = self.llm.complete(llm_messages(r.request.query, r.outcome.hits, history))
         except LLMError as exc:
             return self.extractive(r, llm_fallback=True, llm_error=exc.reason)
         if not text.strip():
@@ -335,7 +358,7 @@ class Answerer:
         if self.llm is None or not self._uses_llm(r):
             yield from self._extractive_events(r)
             return
-        stream = self.llm.stream(llm_messages(r.outcome.query, r.outcome.hits, history))
+        stream = self.llm.stream(llm_messages(r.request.query, r.outcome.hits, history))
         try:
             first = next(stream, None)
         except LLMError as exc:

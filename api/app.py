@@ -114,6 +114,7 @@ def _declare_settings(schema: dict[str, Any], settings: Settings) -> None:
     components = schema["components"]["schemas"]
     components["ArticlesIn"]["properties"]["articles"]["maxItems"] = settings.max_batch
     components["SearchRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
+    components["AnswerRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
     for parameter in schema["paths"]["/v1/search"]["get"]["parameters"]:
         if parameter["name"] == "q":
             parameter["schema"]["maxLength"] = settings.max_query_chars

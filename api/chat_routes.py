@@ -166,7 +166,8 @@ def chat_completions(
     """OpenAI-compatible: the last user message answered as POST /v1/answer does, citations as
     footnotes in the content and structured in `citations`; `stream: true` ends with `data: [DONE]`."""
     req, history = _answer_request(body)
-    retrieved = retrieve(service, req)
+    earlier = next((m["content"] for m in reversed(history) if m["role"] == "user"), None)
+    retrieved = retrieve(service, req, earlier)
     answerer = Answerer(settings, str(request.base_url))
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not req.stream:

@@ -433,8 +433,13 @@ class ChatCompletionRequest(BaseModel):
             ]
         },
     )
-    model: str = Field(max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    model: str = Field(max_length=200, json_schema_extra={"enum": ["citesearch"]})
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=200,
+        description="The conversation; the last user message is the question.",
+        json_schema_extra={"contains": {"type": "object", "properties": {"role": {"const": "user"}}}},
+    )
     stream: StrictBool = False
     top_k: JsonInt = Field(5, ge=1, le=20, description="citesearch: passages the answer may draw on.")
     filters: SearchFilters = Field(default_factory=SearchFilters)

@@ -34,9 +34,11 @@ def check_exact(c: TestClient, body: dict[str, Any]) -> None:
     labels = {x["label"] for x in body["citations"]}
     assert set(LABEL.findall(body["answer"])) == labels
     for cit in body["citations"]:
-        text = c.get(f"/v1/articles/{cit['article_id']}").json()["text"]
-        assert text[cit["char_start"] : cit["char_end"]] == cit["text"]
-        assert cit["url"]
+        article = c.get(f"/v1/articles/{cit['article_id']}").json()
+        assert article["text"][cit["char_start"] : cit["char_end"]] == cit["text"]
+        # The article's own URL, else a link to the cited span here.
+        span = f"http://testserver/articles/{cit['article_id']}#chars={cit['char_start']}-{cit['char_end']}"
+        assert cit["url"] == (article["url"] or span)
         rank = int(cit["label"].strip("[]"))
         assert body["results"][rank - 1]["article_id"] == cit["article_id"]
 
@@ -67,23 +69,9 @@ def test_extractive_answer_quotes_the_answering_sentence(
     assert any(expect in c["text"] for c in body["citations"] if c["article_id"] == article)
     # Quoted in the passage's own language (the sentence itself, labels aside).
     assert expect in body["answer"]
-
-
-def test_span_link_when_the_article_has_no_url_and_own_url_otherwise(client: TestClient) -> None:
-    body = client.post("/v1/answer", json={"query": "Wie lang ist die neue Brücke über die Spree?"}).json()
-    cit = body["citations"][0]
-    assert (
-        cit["url"]
-        == f"http://testserver/articles/de-spree-bruecke#chars={cit['char_start']}-{cit['char_end']}"
-    )
-    body = client.post("/v1/answer", json={"query": "¿Cuánto costarán las obras de la línea 12?"}).json()
-    assert body["citations"][0]["url"] == "https://example.org/es/metro-linea-12"
-
-
-def test_the_sources_own_footnote_numbers_are_not_taken_for_labels(client: TestClient) -> None:
-    body = client.post("/v1/answer", json={"query": "Does the NVIDIA H20 chip contain a backdoor?"}).json()
-    assert any("[2]" in c["text"] for c in body["citations"])  # the seed's own footnote...
-    check_exact(client, body)  # ...is not in the answer, where only our labels are
+    if article == "seed-h20":  # the seed's own footnote "[2]" is in the cited text, not in the answer
+        assert any("H20 chip [2]." in c["text"] for c in body["citations"])
+        assert "H20 chip [2]." not in body["answer"] and "H20 chip." in body["answer"]
 
 
 @pytest.mark.parametrize(
