@@ -86,7 +86,9 @@ def test_says_so_when_nothing_answers(client: TestClient, query: str, language: 
 
 
 def test_streams_deltas_then_the_whole_answer(client: TestClient) -> None:
-    with client.stream("POST", "/v1/answer", json={"query": "H20 backdoor", "stream": True}) as r:
+    with client.stream(
+        "POST", "/v1/answer", json={"query": "Does the H20 chip have a backdoor?", "stream": True}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [e for e in r.read().decode().split("\n\n") if e]
