@@ -11,9 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from citesearch.api.chat_routes import router as chat_router
 from citesearch.api.errors import error_body, install_error_handlers
+from citesearch.api.mcp import McpEndpoint
 from citesearch.api.metrics import Metrics, MetricsMiddleware
 from citesearch.api.page import router as page_router
 from citesearch.api.routes import router
@@ -112,6 +115,7 @@ def _declare_settings(schema: dict[str, Any], settings: Settings) -> None:
     components = schema["components"]["schemas"]
     components["ArticlesIn"]["properties"]["articles"]["maxItems"] = settings.max_batch
     components["SearchRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
+    components["AnswerRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
     for parameter in schema["paths"]["/v1/search"]["get"]["parameters"]:
         if parameter["name"] == "q":
             parameter["schema"]["maxLength"] = settings.max_query_chars
@@ -158,6 +162,8 @@ def create_app(
         finally:
             state.ready.set()
 
+    mcp = McpEndpoint(lambda: state.service, settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if load_in_background:
@@ -167,7 +173,8 @@ def create_app(
             if state.load_error is not None:
                 raise RuntimeError(state.load_error)
         try:
-            yield
+            async with mcp.run():  # the MCP session manager lives as long as the app
+                yield
         finally:
             state.ready.wait()
             running = state.jobs.active()
@@ -187,6 +194,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(page_router)  # the search page: `/`, `/articles/{id}` (HTML)
+    app.include_router(chat_router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -91,6 +91,25 @@ def serve(
     run_server(app_, settings, host or settings.host, port or settings.port)
 
 
+@app.command()
+def mcp(data_dir: DataDir = None) -> None:
+    """Serve the MCP tools `search` and `fetch` over stdin/stdout, for desktop chat clients."""
+    from citesearch.api.mcp import run_stdio
+
+    settings = _settings(data_dir)
+    # stdout carries the protocol: every log line goes to stderr.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    service = _service(settings)
+    try:
+        run_stdio(service, settings)
+    finally:
+        service.close()
+
+
 Counts = dict[str, int]
 
 

@@ -99,6 +99,29 @@ class Settings(BaseSettings):
         True, description="Whether a replica also embeds batches of a cluster-wide reindex."
     )
 
+    public_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="This server's public base URL, for links to cited spans (default: from the request).",
+    )
+    llm_url: str | None = Field(
+        None, max_length=2000, description="Base URL of an OpenAI-compatible API; unset: extractive answers."
+    )
+    llm_model: str = Field("default", max_length=200, description="Model name sent to the LLM server.")
+    llm_api_key: str | None = Field(None, description="Bearer key sent to the LLM server, if it needs one.")
+    llm_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Seconds to wait for the LLM (each read); then answer extractively."
+    )
+
+    @field_validator("public_url", "llm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("api_key", "read_key")
     @classmethod
     def _no_placeholder(cls, value: str | None) -> str | None:
