@@ -24,6 +24,7 @@ run: setup
 	$(BIN)/citesearch serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
 test: setup
+	@command -v chromium >/dev/null || echo "*** WARNING: no chromium: the browser tests (tests/test_page_browser.py) will be SKIPPED (apt-get install chromium chromium-driver) ***"
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.deps-installed

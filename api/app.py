@@ -11,10 +11,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from citesearch.api.chat_routes import router as chat_router
 from citesearch.api.errors import error_body, install_error_handlers
+from citesearch.api.mcp import McpEndpoint
 from citesearch.api.metrics import Metrics, MetricsMiddleware
+from citesearch.api.page import router as page_router
 from citesearch.api.routes import router
 from citesearch.api.schemas import query_limit
 from citesearch.api.settings import Settings
@@ -111,6 +115,7 @@ def _declare_settings(schema: dict[str, Any], settings: Settings) -> None:
     components = schema["components"]["schemas"]
     components["ArticlesIn"]["properties"]["articles"]["maxItems"] = settings.max_batch
     components["SearchRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
+    components["AnswerRequest"]["properties"]["query"]["maxLength"] = settings.max_query_chars
     for parameter in schema["paths"]["/v1/search"]["get"]["parameters"]:
         if parameter["name"] == "q":
             parameter["schema"]["maxLength"] = settings.max_query_chars
@@ -142,13 +147,22 @@ def create_app(
     def load() -> None:
         try:
             embedder = state.embedder_factory(settings.model)
-            state.service = SearchService(settings.index_config(), embedder)
+            state.service = SearchService(
+                settings.index_config(),
+                embedder,
+                cluster=settings.cluster_config(),
+                load_model=lambda name: state.embedder_factory(
+                    None if name is None else settings.reindex_model_source(name) or name
+                ),
+            )
             log.info("citesearch ready: %s", state.service.stats())
         except Exception as exc:
             log.exception("start-up failed")
             state.load_error = _public_load_error(exc)
         finally:
             state.ready.set()
+
+    mcp = McpEndpoint(lambda: state.service, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,7 +173,8 @@ def create_app(
             if state.load_error is not None:
                 raise RuntimeError(state.load_error)
         try:
-            yield
+            async with mcp.run():  # the MCP session manager lives as long as the app
+                yield
         finally:
             state.ready.wait()
             running = state.jobs.active()
@@ -178,6 +193,9 @@ def create_app(
     app.state.citesearch = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(page_router)  # the search page: `/`, `/articles/{id}` (HTML)
+    app.include_router(chat_router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

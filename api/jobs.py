@@ -147,6 +147,6 @@ def reindex_work(
             except Exception as exc:
                 log.exception("reindex: model %r could not be loaded", name)
                 raise JobError(f"model {name!r} could not be loaded") from exc
-        return service.reindex(embedder, progress)
+        return service.reindex(embedder, progress, model_name=None if model is None else model[0])
 
     return work

@@ -29,6 +29,23 @@ class Metrics:
             "citesearch_passages", "Passages in the serving generation", registry=self.registry
         )
         self.articles = Gauge("citesearch_articles", "Articles in the store", registry=self.registry)
+        self.applied_seq = Gauge(
+            "citesearch_cluster_applied_seq", "Last change-log entry applied here", registry=self.registry
+        )
+        self.head_seq = Gauge("citesearch_cluster_head_seq", "Last change-log entry", registry=self.registry)
+        self.lag_entries = Gauge(
+            "citesearch_cluster_lag_entries",
+            "Change-log entries not yet applied here",
+            registry=self.registry,
+        )
+        self.lag_seconds = Gauge(
+            "citesearch_cluster_lag_seconds",
+            "Age of the oldest entry not applied here",
+            registry=self.registry,
+        )
+        self.writable = Gauge(
+            "citesearch_cluster_writable", "1 when the cluster database answers", registry=self.registry
+        )
 
     def render(self, refresh: Callable[[Metrics], None] | None = None) -> bytes:
         """The text exposition format."""

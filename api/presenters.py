@@ -6,6 +6,7 @@ function (and mypy names it if a name changes).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from citesearch.api.schemas import (
     ArticleSummary,
     ArticlesWritten,
     Citation,
+    ClusterStats,
     HighlightOut,
     JobOut,
     PassageOut,
@@ -244,4 +246,6 @@ def stats(s: ServiceStats) -> Stats:
         dim=s.dim,
         index_kind=s.index_kind,
         languages=dict(s.languages),
+        cluster=None if s.cluster is None else ClusterStats(**dataclasses.asdict(s.cluster)),
+        engine=s.engine,
     )

@@ -51,10 +51,17 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["health"], responses=error_responses(503))
 def readyz(state: StateDep) -> dict[str, str]:
-    """200 only once the model and the index are loaded."""
+    """200 only once the model and the index are loaded.
+
+    A cluster replica whose database is unreachable still answers 200, with status "degraded":
+    it serves searches from its local index (keep it behind the load balancer), writes get 503.
+    """
     if state.service is None:
         msg = f"failed to start: {state.load_error}" if state.load_error else "loading"
         raise ApiError(503, "not_ready", msg)
+    cluster = state.service.cluster_status()
+    if cluster is not None and not cluster.writable:
+        return {"status": "degraded", "reason": "the cluster database is unreachable: searches only"}
     return {"status": "ready"}
 
 
@@ -68,6 +75,13 @@ def metrics(state: StateDep) -> Response:
             m.vectors.set(s.index_vectors)
             m.passages.set(s.passages)
             m.articles.set(s.articles)
+            if s.cluster is not None:
+                c = s.cluster
+                m.applied_seq.set(c.applied_seq)
+                m.head_seq.set(c.head_seq)
+                m.lag_entries.set(c.lag_entries)
+                m.lag_seconds.set(c.lag_seconds if c.lag_seconds is not None else float("nan"))
+                m.writable.set(1 if c.writable else 0)
 
     return Response(state.metrics.render(refresh), media_type=CONTENT_TYPE_LATEST)
 

@@ -300,6 +300,18 @@ class JobOut(BaseModel):
     error: str | None = None
 
 
+class ClusterStats(BaseModel):
+    """Where a replica stands against the cluster's change log."""
+
+    applied_seq: int = Field(description="Last change-log entry applied to this replica's index.")
+    head_seq: int = Field(description="Last entry of the change log (as last seen when unreachable).")
+    lag_entries: int = Field(description="Entries committed but not yet applied here.")
+    lag_seconds: float | None = Field(
+        description="Age of the oldest entry not applied here (0 when caught up; null when unreachable)."
+    )
+    writable: bool = Field(description="Whether the database answers, so writes are accepted.")
+
+
 class Stats(BaseModel):
     """Corpus and index figures."""
 
@@ -312,6 +324,9 @@ class Stats(BaseModel):
     dim: int
     index_kind: str
     languages: dict[str, int]
+    cluster: ClusterStats | None = None
+    engine: str = ""
+    """Inference engine and precision of the model, e.g. `openvino-bf16` (see README, Inference engine)."""
 
 
 class ErrorBody(BaseModel):
@@ -326,3 +341,204 @@ class ErrorOut(BaseModel):
     """The one shape of every error response."""
 
     error: ErrorBody
+
+
+# ---- answers, chat and MCP (api/answer.py, api/chat_routes.py, api/mcp.py) ----------------------
+
+
+class AnswerRequest(BaseModel):
+    """A question to answer in prose with [n] citations (extractive, or an LLM's when one is configured)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"query": "英伟达的H20芯片有后门吗？", "top_k": 5}]},
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="The question, in any language: at least one letter or digit.",
+        json_schema_extra=QUERY_FIELD_SCHEMA,
+    )
+    top_k: JsonInt = Field(5, ge=1, le=20, description="Passages the answer may draw on.")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    query_language: Utf8Str | None = Field(
+        None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
+    )
+    mode: Literal["auto", "extractive"] = Field(
+        "auto", description="`auto`: the LLM when CITESEARCH_LLM_URL is set, else extractive."
+    )
+    stream: StrictBool = Field(False, description="Answer as server-sent events (delta, then done).")
+
+    @field_validator("query")
+    @classmethod
+    def _answerable(cls, value: str) -> str:
+        return check_query(value)
+
+
+class AnswerCitation(BaseModel):
+    """What a label of the answer cites: article.text[char_start:char_end] == text."""
+
+    label: str
+    article_id: str
+    passage_id: int
+    title: str | None
+    url: str
+    source: str | None
+    published_at: str | None
+    char_start: int
+    char_end: int
+    text: str
+
+
+class AnswerResponse(BaseModel):
+    """An answer whose every label is in `citations`, with the passages it was drawn from."""
+
+    query: str
+    answer: str
+    answered: bool = Field(
+        description="False when the passages did not answer well enough (the answer says so)."
+    )
+    mode: Literal["extractive", "generated"]
+    citations: list[AnswerCitation]
+    results: list[SearchResult]
+    query_language: str | None
+    generation: int
+    took_ms: float
+    llm_fallback: bool = Field(
+        False, description="True when the LLM failed or timed out: the answer is extractive."
+    )
+    llm_error: str | None = Field(
+        None, description="Why the LLM was not used or stopped: timeout, unavailable..."
+    )
+    dropped_labels: list[str] = Field(
+        default_factory=list, description="Labels the LLM cited that were not in its context: removed."
+    )
+
+
+class ChatContentPart(BaseModel):
+    """A part of a multi-part message; only text parts are read."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str = Field(max_length=100)
+    text: Utf8Str | None = Field(None, max_length=100_000)
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message (fields other than role and content are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: Utf8Str | list[ChatContentPart] | None = Field(None, max_length=100_000)
+
+    def text(self) -> str:
+        """The message's text (text parts joined)."""
+        if isinstance(self.content, list):
+            return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request; the last user message is the question. Unknown fields
+    (temperature, max_tokens...) are accepted and ignored, as chat UIs send them."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"model": "citesearch", "messages": [{"role": "user", "content": "Has the H20 a backdoor?"}]}
+            ]
+        },
+    )
+    model: str = Field(max_length=200, json_schema_extra={"enum": ["citesearch"]})
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=200,
+        description="The conversation; the last user message is the question.",
+        json_schema_extra={"contains": {"type": "object", "properties": {"role": {"const": "user"}}}},
+    )
+    stream: StrictBool = False
+    top_k: JsonInt = Field(5, ge=1, le=20, description="citesearch: passages the answer may draw on.")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+
+class ChatChoiceMessage(BaseModel):
+    """The assistant's message."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: ChatChoiceMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatUsage(BaseModel):
+    """Token counts (not measured: zeros, as OpenAI clients expect the field)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat completion, plus `citations` (structured) and `citesearch` (the whole answer)."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage = Field(default_factory=ChatUsage)
+    citations: list[AnswerCitation]
+
+
+class ModelOut(BaseModel):
+    """A model in GET /v1/models."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """OpenAI's model listing."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
+class ToolSearchResult(BaseModel):
+    """A result of the MCP `search` tool: `id` is what `fetch` takes."""
+
+    id: str
+    title: str
+    url: str
+    text: str
+    highlight: str
+    score: float
+    char_start: int
+    char_end: int
+    source: str | None
+    published_at: str | None
+    language: str
+
+
+class ToolSearchOut(BaseModel):
+    """What the MCP `search` tool returns."""
+
+    results: list[ToolSearchResult]
+
+
+class ToolDocument(BaseModel):
+    """What the MCP `fetch` tool returns: a whole article."""
+
+    id: str
+    title: str
+    text: str
+    url: str
+    metadata: dict[str, Any]

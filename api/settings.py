@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from citesearch.index.cluster import ClusterConfig
 from citesearch.index.service import IndexConfig
 
 if TYPE_CHECKING:
@@ -70,9 +71,56 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Logging level.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per model call.")
-    embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        "auto", description="Inference precision (auto: measured best for this CPU)."
+    embed_engine: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="Inference engine (auto: the fastest faithful one measured by `model prepare`)."
     )
+    embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="Inference precision (auto: the fastest faithful one measured on this CPU)."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL: the cluster's store of record (unset: embedded SQLite only)."
+    )
+    cluster_poll_s: float = Field(
+        0.5, gt=0, le=60, description="Seconds between checks of the change log when no NOTIFY came."
+    )
+    cluster_lease_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Lease of a reindex batch (renewed while embedding); a dead worker's batch is retried after it.",
+    )
+    cluster_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Seconds a write waits for the database before answering 503."
+    )
+    cluster_build_batch: int = Field(
+        16, ge=1, le=1000, description="Articles per reindex batch a worker claims."
+    )
+    cluster_build_worker: bool = Field(
+        True, description="Whether a replica also embeds batches of a cluster-wide reindex."
+    )
+
+    public_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="This server's public base URL, for links to cited spans (default: from the request).",
+    )
+    llm_url: str | None = Field(
+        None, max_length=2000, description="Base URL of an OpenAI-compatible API; unset: extractive answers."
+    )
+    llm_model: str = Field("default", max_length=200, description="Model name sent to the LLM server.")
+    llm_api_key: str | None = Field(None, description="Bearer key sent to the LLM server, if it needs one.")
+    llm_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Seconds to wait for the LLM (each read); then answer extractively."
+    )
+
+    @field_validator("public_url", "llm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("api_key", "read_key")
     @classmethod
@@ -95,6 +143,7 @@ class Settings(BaseSettings):
         return load_embedder(
             model if model is not None else self.model,
             models_dir=self.models_dir,
+            engine=self.embed_engine,
             precision=self.embed_precision,
             batch_size=self.embed_batch_size,
         )
@@ -125,6 +174,26 @@ class Settings(BaseSettings):
             return None
         path = self.models_root() / name
         return str(path) if path.is_dir() else None
+
+    def cluster_config(self) -> ClusterConfig | None:
+        """The cluster this process belongs to, or None (embedded SQLite only)."""
+        if not self.database_url:
+            return None
+        return ClusterConfig(
+            url=self.database_url,
+            poll_s=self.cluster_poll_s,
+            lease_s=self.cluster_lease_s,
+            timeout_s=self.cluster_timeout_s,
+            build_batch=self.cluster_build_batch,
+            build_worker=self.cluster_build_worker,
+        )
+
+    def load_cluster_model(self, name: str | None) -> Embedder:
+        """The model a cluster generation names: a reindex's model name (resolved like a reindex
+        request's), or None for the configured model."""
+        if name is None:
+            return self.load_embedder()
+        return self.load_embedder(self.reindex_model_source(name) or name)
 
     def index_config(self) -> IndexConfig:
         """The domain's view of these settings."""

@@ -1,11 +1,13 @@
-"""The one embedding entry point of citesearch: load a sentence-transformers model offline and encode text.
+"""The one embedding entry point of citesearch: load a model offline and encode text, on torch or OpenVINO.
 
-Only this package imports sentence-transformers (and torch); everything else uses :class:`Embedder`.
+Only this package imports sentence-transformers, torch and OpenVINO; everything else uses :class:`Embedder`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import os
 import re
@@ -17,6 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from citesearch.embeddings.engine_cache import (
+    choose,
+    engines_dir_for,
+    ir_path,
+    read_engines_manifest,
+)
+from citesearch.embeddings.engines import Forward, OpenVINOForward, TorchForward
 from citesearch.embeddings.errors import ModelError
 from citesearch.embeddings.prepare import (
     DEFAULT_MODEL_ID,
@@ -46,6 +55,7 @@ _CORES = max(1, len(os.sched_getaffinity(0)))
 _inference_lock = threading.Lock()
 
 Vectors = npt.NDArray[np.float32]
+log = logging.getLogger("citesearch.embeddings")
 
 
 def _configure_torch() -> None:
@@ -102,56 +112,60 @@ def _pick_prompts(name: str, configured: dict[str, str]) -> tuple[str, str]:
 
 
 class Embedder:
-    """Encode queries and passages into L2-normalised float32 vectors with one sentence-transformers model.
+    """Encode queries and passages into L2-normalised float32 vectors with one model, on one engine.
 
     Inputs longer than ``max_tokens`` are never silently truncated: the token sequence is cut into
     overlapping windows (each repeating the prompt and the special tokens, at most ``max_tokens``
     long, overlapping by at least 64 tokens), each window is embedded, the un-normalised pooled
     vectors are averaged and the mean is L2-normalised. Within a call, inputs are sorted by length
-    so each batch pads little. Inference runs in inference mode, one forward pass at a time per
-    process, on all usable cores (one core for query-sized inputs), at the precision chosen by env
-    the precision given to :func:`load_embedder` (auto: bf16 on AMX CPUs, else fp32); outputs are float32.
+    so each batch pads little. Forward passes (a :class:`Forward`: torch or OpenVINO, at fp32, bf16
+    or int8) run one at a time per process, on all usable cores (one core for query-sized inputs);
+    tokenising, windowing, pooling and normalising are the same whatever the engine; outputs are float32.
     """
 
     def __init__(
         self,
-        model: Any,
+        forward: Forward,
+        tokenizer: Any,
         *,
         model_id: str,
         source: str,
         query_prompt: str,
         passage_prompt: str,
-        precision: str,
+        max_tokens: int,
+        pad_id: int,
         batch_size: int,
+        choice_reason: str = "set",
     ) -> None:
-        """Wrap a loaded SentenceTransformer; use :func:`load_embedder` rather than calling this."""
-        import torch
-        from sentence_transformers.sentence_transformer.modules import Normalize
+        """Wrap a forward pass and its tokenizer; use :func:`load_embedder` rather than calling this.
 
+        `tokenizer` is a `tokenizers.Tokenizer` or a transformers tokenizer (its fast backend is used when it has one).
+        """
         self.model_id = model_id
         self.source = source
         self.query_prompt = query_prompt
         self.passage_prompt = passage_prompt
-        self.precision = precision
+        self.engine = forward.engine
+        self.precision = forward.precision
+        self.choice_reason = choice_reason
         self.batch_size = batch_size
-        self._torch = torch
-        self._model = model
-        # Normalisation happens after window averaging, so the pipeline stops before Normalize.
-        self._modules = [m for m in model if not isinstance(m, Normalize)]
-        tok = model.tokenizer
-        if tok is None:
-            raise ModelError(f"{source}: the model has no text tokenizer")
-        self._backend: Any = getattr(tok, "backend_tokenizer", None)
+        self.max_tokens = max_tokens
+        self._forward = forward
+        self._backend: Any = (
+            tokenizer if _is_fast_tokenizer(tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
+        )
         if self._backend is not None:
             self._backend.no_truncation()
             self._backend.no_padding()
-        self._hf_tokenizer: Any = tok
-        pad = tok.pad_token_id
-        self._pad_id = int(pad) if pad is not None else 0
-        self.max_tokens = self._find_max_tokens()
-        self._apply_precision()
+        self._hf_tokenizer: Any = tokenizer
+        self._pad_id = pad_id
         probe = self._embed_ids([self._tokenize([self.passage_prompt + "probe"])[0]])
         self.dim = int(probe.shape[1])
+
+    @property
+    def engine_name(self) -> str:
+        """`engine-precision`, e.g. `openvino-bf16`: what /v1/stats and the start-up log show."""
+        return f"{self.engine}-{self.precision}"
 
     # ------------------------------------------------------------------ public API
 
@@ -185,41 +199,19 @@ class Embedder:
             "dim": self.dim,
             "max_tokens": self.max_tokens,
             "precision": self.precision,
-            "backend": "sentence-transformers/torch-cpu",
+            "engine": self.engine,
+            "backend": "openvino-cpu" if self.engine == "openvino" else "sentence-transformers/torch-cpu",
             "source": self.source,
             "query_prompt": self.query_prompt,
             "passage_prompt": self.passage_prompt,
         }
 
     def __repr__(self) -> str:
-        return f"Embedder({self.model_id!r}, dim={self.dim}, max_tokens={self.max_tokens}, {self.precision})"
+        return (
+            f"Embedder({self.model_id!r}, dim={self.dim}, max_tokens={self.max_tokens}, {self.engine_name})"
+        )
 
     # ------------------------------------------------------------------ internals
-
-    def _find_max_tokens(self) -> int:
-        """Longest sequence the model accepts: sentence-transformers' limit, else the tokenizer's or config's."""
-        for value in (
-            getattr(self._model, "max_seq_length", None),
-            getattr(self._hf_tokenizer, "model_max_length", None),
-        ):
-            if isinstance(value, int) and 0 < value < 1_000_000:
-                return value
-        cfg = getattr(self._modules[0], "config", None)
-        value = getattr(cfg, "max_position_embeddings", None)
-        return int(value) if isinstance(value, int) and value > 0 else 512
-
-    def _apply_precision(self) -> None:
-        """Switch the network to bf16 weights or int8 dynamic-quantised Linear layers when asked."""
-        torch = self._torch
-        if self.precision == "bf16":
-            self._model.to(torch.bfloat16)
-        elif self.precision == "int8":
-            from torch.ao.quantization import quantize_dynamic
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for module in self._modules:
-                    quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids with special tokens and without truncation, one tokenizer batch call."""
@@ -314,30 +306,31 @@ class Embedder:
 
     def _embed_ids(self, seqs: list[list[int]]) -> Vectors:
         """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length."""
-        torch = self._torch
         result: Vectors | None = None
-        with _inference_lock, torch.inference_mode():
+        with _inference_lock:
             for idx in self._batches(seqs):
                 rows, width = self.padded_shape(len(idx), len(seqs[idx[0]]))
                 threads = 1 if width * rows <= SMALL_FORWARD_TOKENS else _CORES
-                if torch.get_num_threads() != threads:
-                    torch.set_num_threads(threads)
-                input_ids = torch.full((rows, width), self._pad_id, dtype=torch.long)
-                mask = torch.zeros((rows, width), dtype=torch.long)
+                input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
+                mask = np.zeros((rows, width), dtype=np.int64)
                 mask[len(idx) :, 0] = 1  # filler rows (shape buckets): one token each, outputs dropped
                 for row, i in enumerate(idx):
                     n = len(seqs[i])
-                    input_ids[row, :n] = torch.tensor(seqs[i], dtype=torch.long)
+                    input_ids[row, :n] = seqs[i]
                     mask[row, :n] = 1
-                features: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
-                for module in self._modules:
-                    features = module(features)
-                emb: Vectors = features["sentence_embedding"][: len(idx)].float().numpy()
+                emb = self._forward(input_ids, mask, threads)[: len(idx)]
                 if result is None:
                     result = np.empty((len(seqs), emb.shape[1]), dtype=np.float32)
                 result[idx] = emb
         assert result is not None
         return result
+
+
+def _is_fast_tokenizer(tokenizer: Any) -> bool:
+    """True for a bare `tokenizers.Tokenizer` (the OpenVINO path loads no transformers)."""
+    from tokenizers import Tokenizer
+
+    return isinstance(tokenizer, Tokenizer)
 
 
 def _resolve(model: str | Path | None, models_dir: Path | None) -> tuple[str, Path | None]:
@@ -362,13 +355,18 @@ def load_embedder(
     model: str | Path | None = None,
     *,
     models_dir: Path | None = None,
+    engine: str = "auto",
     precision: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    engines_dir: Path | None = None,
 ) -> Embedder:
     """Load an Embedder: None means the prepared default under `models_dir`; a path or a hub id otherwise.
 
-    Local directories load with `local_files_only` (nothing touches the network); a string that
-    is not an existing path is treated as a hub id and may download.
+    `engine` (auto, torch, openvino) and `precision` (auto, fp32, bf16, int8) are resolved against
+    the engines `citesearch model prepare` built and measured beside a local model (`engines_dir`
+    overrides where they are): `auto` is the fastest faithful one measured on this machine. Local
+    directories load with `local_files_only` (nothing touches the network); a string that is not
+    an existing path is treated as a hub id and may download (torch only).
     """
     if batch_size < 1:
         raise ModelError(f"embedding batch size {batch_size}: expected a positive integer")
@@ -378,12 +376,56 @@ def load_embedder(
             raise ModelError(f"embedding model path {path} is not a directory")
         if not any(path.iterdir()):
             raise ModelError(f"embedding model directory {path} is empty")
-    precision = resolve_precision(precision)
+    if engines_dir is None and path is not None:
+        engines_dir = engines_dir_for(path)
+    engines = read_engines_manifest(engines_dir) if engines_dir is not None else None
+    choice = choose(engine, precision, engines, fallback_precision=resolve_precision("auto"))
+    manifest = read_manifest(path) if path is not None else None
+    model_id = str(manifest["model_id"]) if manifest and manifest.get("model_id") else name
+    if path is not None and path == default_model_path(models_dir).resolve() and not manifest:
+        model_id = DEFAULT_MODEL_ID
+    if choice.engine == "openvino":
+        assert path is not None and engines_dir is not None  # choose() needs a manifest for OpenVINO
+        parts = _openvino_parts(name, path, engines_dir, choice.precision)
+    else:
+        parts = _torch_parts(name, path, choice.precision)
+    forward, tokenizer, configured, max_tokens, pad_id = parts
+    query_prompt, passage_prompt = _pick_prompts(name, configured)
+    try:
+        emb = Embedder(
+            forward,
+            tokenizer,
+            model_id=model_id,
+            source=name,
+            query_prompt=query_prompt,
+            passage_prompt=passage_prompt,
+            max_tokens=max_tokens,
+            pad_id=pad_id,
+            batch_size=batch_size,
+            choice_reason=choice.reason,
+        )
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"embedding model {name!r} loaded but cannot encode: {type(exc).__name__}: {exc}"
+        ) from exc
+    log.info("embedding engine %s for %s (%s)", emb.engine_name, model_id, choice.reason)
+    return emb
+
+
+_Parts = tuple[Forward, Any, dict[str, str], int, int]
+"""A forward pass, its tokenizer, the model's configured prompts, its token limit and its pad id."""
+
+
+def _torch_parts(name: str, path: Path | None, precision: str) -> _Parts:
+    """sentence-transformers in torch: the model's modules before Normalize (we normalise after windows)."""
     _configure_torch()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             from sentence_transformers import SentenceTransformer
+            from sentence_transformers.sentence_transformer.modules import Normalize
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -394,26 +436,65 @@ def load_embedder(
             f"; for the default model {PREPARE_HINT} (add --force to rebuild it)" if path is not None else ""
         )
         raise ModelError(f"cannot load embedding model {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
-
-    manifest = read_manifest(path) if path is not None else None
-    model_id = str(manifest["model_id"]) if manifest and manifest.get("model_id") else name
-    if path is not None and path == default_model_path(models_dir).resolve() and not manifest:
-        model_id = DEFAULT_MODEL_ID
+    tok = st.tokenizer
+    if tok is None:
+        raise ModelError(f"{name}: the model has no text tokenizer")
+    modules = [m for m in st if not isinstance(m, Normalize)]
+    max_tokens = 512
+    cfg = getattr(modules[0], "config", None)
+    for value in (
+        getattr(st, "max_seq_length", None),
+        getattr(tok, "model_max_length", None),
+        getattr(cfg, "max_position_embeddings", None),
+    ):
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            max_tokens = value
+            break
+    pad = tok.pad_token_id
     configured = dict(getattr(st, "prompts", None) or {})
-    query_prompt, passage_prompt = _pick_prompts(name, configured)
+    return TorchForward(modules, precision), tok, configured, max_tokens, int(pad) if pad is not None else 0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when absent or not an object."""
     try:
-        return Embedder(
-            st,
-            model_id=model_id,
-            source=name,
-            query_prompt=query_prompt,
-            passage_prompt=passage_prompt,
-            precision=precision,
-            batch_size=batch_size,
-        )
-    except ModelError:
-        raise
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _openvino_parts(name: str, path: Path, engines_dir: Path, precision: str) -> _Parts:
+    """The prepared OpenVINO IR and the model's own tokenizer.json: neither torch nor transformers is loaded.
+
+    Limits and prompts come from the same files sentence-transformers reads, so tokens, windows
+    and prompts are exactly the torch path's.
+    """
+    xml = ir_path(engines_dir, precision)
+    if not xml.is_file():
+        raise ModelError(f"the OpenVINO {precision} engine is not prepared for {name!r}: {PREPARE_HINT}")
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as exc:
-        raise ModelError(
-            f"embedding model {name!r} loaded but cannot encode: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ModelError(f"cannot load the tokenizer of {name!r}: {type(exc).__name__}: {exc}") from exc
+    st_cfg = _read_json(path / "sentence_bert_config.json")
+    tok_cfg = _read_json(path / "tokenizer_config.json")
+    cfg = _read_json(path / "config.json")
+    max_tokens = 512
+    for value in (
+        st_cfg.get("max_seq_length"),
+        tok_cfg.get("model_max_length"),
+        cfg.get("max_position_embeddings"),
+    ):
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            max_tokens = value
+            break
+    pad: int | None = tok.token_to_id(str(tok_cfg["pad_token"])) if tok_cfg.get("pad_token") else None
+    if pad is None:
+        pad = cfg["pad_token_id"] if isinstance(cfg.get("pad_token_id"), int) else 0
+    prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
+    configured = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
+    forward = OpenVINOForward(xml, precision, _CORES)
+    return forward, tok, configured, max_tokens, pad

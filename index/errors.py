@@ -9,7 +9,8 @@ Exception tree:
     ├── NotFoundError               an article, job or other object does not exist
     ├── ConflictError               the operation clashes with the current state (e.g. a running job)
     │   └── DataDirLockedError      another process holds the data directory
-    └── ModelMismatchError          the index was built with another embedding model
+    ├── ModelMismatchError          the index was built with another embedding model
+    └── StoreUnavailableError       the cluster's database cannot be reached (writes refused)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ModelMismatchError",
     "NotFoundError",
     "SourceError",
+    "StoreUnavailableError",
 ]
 
 
@@ -70,3 +72,8 @@ class ModelMismatchError(CitesearchError):
 
 class InvalidQueryError(CitesearchError):
     """A question that cannot be answered as asked (blank, too long, no letter or digit)."""
+
+
+class StoreUnavailableError(CitesearchError):
+    """The cluster's database (CITESEARCH_DATABASE_URL) cannot be reached: searches go on from the
+    local index, writes are refused until it is back."""

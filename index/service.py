@@ -6,7 +6,9 @@ and hands one shared `Core` (index/state.py, which states the lock order) to its
 - a question: `search` → `Searcher` (index/search.py);
 - an article: `upsert`/`write_articles`/`delete` → `Writer` (index/writes.py);
 - a full rebuild: `reindex` → `Rebuilder` (index/rebuild.py);
-- repair at start-up, checkpoints, the swap to HNSW → `Maintenance` (index/maintenance.py).
+- repair at start-up, checkpoints, the swap to HNSW → `Maintenance` (index/maintenance.py);
+- with a cluster (`ClusterConfig`): writes, deletes and reindexes go through PostgreSQL, and the
+  local index follows its change log → `Replica` (index/cluster.py).
 
 Threads it owns: the inference worker (embeddings/scheduler.py: every forward pass, questions
 first), the early-lexical pool (BM25 while a question is encoded), the maintenance thread, and a
@@ -28,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from citesearch.embeddings.progress import Progress
-from citesearch.embeddings.scheduler import InferenceScheduler
+from citesearch.embeddings.scheduler import InferenceScheduler, Priority
 from citesearch.index.articles import Article, ArticleInput
+from citesearch.index.cluster import ClusterConfig, ModelLoader, Replica, ReplicaStatus
 from citesearch.index.errors import DataDirLockedError, ModelMismatchError, NotFoundError
 from citesearch.index.fairness import LanguageMeans
 from citesearch.index.language import warm_up as warm_up_language_id
@@ -59,6 +62,10 @@ class ServiceStats:
     dim: int
     index_kind: str
     languages: dict[str, int]
+    cluster: ReplicaStatus | None = None
+    """Replication figures when the service is a cluster replica."""
+    engine: str = ""
+    """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -80,13 +87,17 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return fh
 
 
-def _open_store(config: IndexConfig, embedder: Encoder) -> tuple[Store, int]:
-    """The store of record and its serving generation, checked against the configured model."""
+def _open_store(config: IndexConfig, embedder: Encoder, cache: bool = False) -> tuple[Store, int]:
+    """The store of record and its serving generation, checked against the configured model.
+
+    `cache`: the store is a replica's copy of the cluster's; a generation of another model is
+    replaced by the cluster's at the first catch-up, before serving.
+    """
     store = SqliteStore(config.data_dir / "store.sqlite")
     generation = store.generation
     stored_model = store.get_meta(f"model:{generation}")
     n_passages = store.counts(generation)[1]
-    if stored_model is not None and stored_model != embedder.model_id and n_passages:
+    if stored_model is not None and stored_model != embedder.model_id and n_passages and not cache:
         store.close()
         raise ModelMismatchError(
             f"the index was built with model {stored_model!r} but {embedder.model_id!r} is configured; "
@@ -101,13 +112,19 @@ def _open_store(config: IndexConfig, embedder: Encoder) -> tuple[Store, int]:
 class SearchService:
     """Articles in, cited passages out."""
 
-    def __init__(self, config: IndexConfig, embedder: Encoder) -> None:
+    def __init__(
+        self,
+        config: IndexConfig,
+        embedder: Encoder,
+        cluster: ClusterConfig | None = None,
+        load_model: ModelLoader | None = None,
+    ) -> None:
         self.config = config
         self.data_dir = config.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lockfile = _lock_data_dir(self.data_dir)
         try:
-            store, n_passages = _open_store(config, embedder)
+            store, n_passages = _open_store(config, embedder, cache=cluster is not None)
         except BaseException:
             self._lockfile.close()
             raise
@@ -126,25 +143,41 @@ class SearchService:
         self._rebuilder = Rebuilder(self.core, self._writer)
         self._maintenance = Maintenance(self.core, self._writer)
         self._searcher = Searcher(self.core, self._pool)
+        self._replica: Replica | None = None
         try:
+            if cluster is not None:
+                self._replica = Replica(self.core, self._writer, cluster, load_model)
+                cluster_model = self._replica.open(embedder)
+                if cluster_model is not embedder:
+                    self.core.state = dataclasses.replace(
+                        self.core.state, embedder=cluster_model, vectors=VectorIndex(cluster_model.dim)
+                    )
             warm_up_language_id()  # so the first article without a language doesn't pay for it
             self.last_repair: RepairReport = self._maintenance.repair()
             self._maintenance.ensure_lexical_version()
+            if self._replica is not None:
+                self._replica.catch_up()  # serve nothing older than the log's head at start
         except BaseException:
             self._shutdown()
             raise
         self._maintenance.start()
+        if self._replica is not None:
+            self._replica.start()
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Stop every thread, save a last checkpoint if the index changed, close the store."""
         try:
+            if self._replica is not None:
+                self._replica.stop()
             self._maintenance.stop()
         finally:
             self._shutdown()
 
     def _shutdown(self) -> None:
         try:
+            if self._replica is not None and not self._replica.pg.pool.closed:
+                self._replica.pg.close()
             self.scheduler.close()
             self._pool.shutdown(wait=True)
             self.core.store.close()
@@ -171,6 +204,24 @@ class SearchService:
         """
         return self._searcher.search(query, query_vector)
 
+    def question_vector(self, text: str) -> npt.NDArray[np.float32]:
+        """A question's embedding by the serving model, to pass to `search` and `similarities`."""
+        return self.scheduler.encode_query(self.state.embedder, text)
+
+    def similarities(self, query_vector: npt.NDArray[np.float32], texts: list[str]) -> list[float]:
+        """Cosine of a question's embedding with each text embedded as a passage: how well a sentence answers.
+
+        All zeros when a model switch changed the dimension since `query_vector` was made (no text
+        then passes an answer threshold; the next question uses the new model).
+        """
+        embedder = self.state.embedder
+        if not texts:
+            return []
+        vecs = self.scheduler.encode_passages(embedder, texts, Priority.QUERY)
+        if vecs.shape[1] != query_vector.shape[0]:
+            return [0.0] * len(texts)
+        return [float(x) for x in vecs @ query_vector]
+
     # ---- articles ------------------------------------------------------------------------------
     def validate(self, inputs: Sequence[ArticleInput]) -> list[Article]:
         """Build articles, or raise InvalidArticleError naming every bad one (by position)."""
@@ -182,12 +233,14 @@ class SearchService:
 
     def write_articles(self, articles: Sequence[Article]) -> list[WriteResult]:
         """Write validated articles (unchanged ones are no-ops)."""
-        results = self._writer.write(articles)
+        results = self._replica.write(articles) if self._replica is not None else self._writer.write(articles)
         self._maintenance.promote_in_background()
         return results
 
     def delete(self, article_id: str) -> int:
         """Delete an article and its passages; gone from search on return. Raises NotFoundError."""
+        if self._replica is not None:
+            return self._replica.delete(article_id)
         return self._writer.delete(article_id)
 
     def get_article(self, article_id: str) -> tuple[ArticleRow, list[PassageRow]]:
@@ -205,8 +258,13 @@ class SearchService:
         rows = rows[:limit]
         return rows, (rows[-1].id if more and rows else None)
 
+    def cluster_status(self) -> ReplicaStatus | None:
+        """Replication figures, or None outside a cluster (answers without the database when it is down)."""
+        return self._replica.status() if self._replica is not None else None
+
     def stats(self) -> ServiceStats:
         """Counts, generation and model."""
+        cluster = self._replica.status() if self._replica is not None else None  # a database call: no lock
         with self.core.lock.read():
             st = self.core.state
             articles, passages = self.core.store.counts(st.generation)
@@ -220,12 +278,22 @@ class SearchService:
                 dim=st.embedder.dim,
                 index_kind=st.vectors.kind,
                 languages=dict(st.means.counts),
+                cluster=cluster,
+                engine=str(getattr(st.embedder, "engine_name", "")),
             )
 
     # ---- long work -----------------------------------------------------------------------------
-    def reindex(self, embedder: Encoder | None = None, progress: Progress | None = None) -> int:
-        """Rebuild every passage and vector in a new generation while the old one serves; then switch."""
-        generation = self._rebuilder.reindex(embedder, progress)
+    def reindex(
+        self, embedder: Encoder | None = None, progress: Progress | None = None, model_name: str | None = None
+    ) -> int:
+        """Rebuild every passage and vector in a new generation while the old one serves; then switch.
+
+        In a cluster the build is cluster-wide (`model_name`: what other processes load it by).
+        """
+        if self._replica is not None:
+            generation = self._replica.reindex(embedder, model_name, progress)
+        else:
+            generation = self._rebuilder.reindex(embedder, progress)
         self._maintenance.checkpoint()
         return generation
 

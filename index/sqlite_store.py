@@ -415,8 +415,9 @@ class _Transaction:
         """Remove a meta value inside this transaction."""
         self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
-    def upsert_article(self, article: Article, *, now: str, seq: int) -> None:
-        """Insert or replace an article row (created_at survives an update)."""
+    def upsert_article(self, article: Article, *, now: str, seq: int, created_at: str | None = None) -> None:
+        """Insert or replace an article row (created_at survives an update unless given: a replica
+        copies it from the cluster store)."""
         a = article
         self.conn.execute(
             "INSERT INTO articles(id, title, text, url, source, published_at, published_ts, language, "
@@ -424,7 +425,8 @@ class _Transaction:
             "ON CONFLICT(id) DO UPDATE SET title=excluded.title, text=excluded.text, url=excluded.url, "
             "source=excluded.source, published_at=excluded.published_at, published_ts=excluded.published_ts, "
             "language=excluded.language, metadata=excluded.metadata, content_hash=excluded.content_hash, "
-            "updated_at=excluded.updated_at, seq=excluded.seq",
+            "updated_at=excluded.updated_at, seq=excluded.seq"
+            + (", created_at=excluded.created_at" if created_at is not None else ""),
             (
                 a.id,
                 a.title,
@@ -436,7 +438,7 @@ class _Transaction:
                 a.language,
                 json.dumps(dict(a.metadata), ensure_ascii=False, sort_keys=True),
                 a.content_hash,
-                now,
+                created_at or now,
                 now,
                 seq,
             ),

@@ -140,8 +140,8 @@ class StoreTransaction(Protocol):
         """Remove a meta value."""
         ...
 
-    def upsert_article(self, article: Article, *, now: str, seq: int) -> None:
-        """Insert or replace an article (created_at survives an update)."""
+    def upsert_article(self, article: Article, *, now: str, seq: int, created_at: str | None = None) -> None:
+        """Insert or replace an article (created_at survives an update unless given)."""
         ...
 
     def delete_passages(self, article_id: str, generation: int | None) -> list[int]:

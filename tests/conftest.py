@@ -8,6 +8,8 @@ import pytest
 
 from citesearch.embeddings import Embedder, load_embedder
 
+pytest_plugins = ["tests.pg"]  # the `pg` fixture: a throwaway PostgreSQL for the cluster tests
+
 
 @functools.cache
 def shared_embedder() -> Embedder:

@@ -2,9 +2,10 @@
 
 Schema-valid requests must be accepted and invalid ones refused with a 4xx; every status, header
 and body must be the declared one (the error envelope included); OPTIONS and 405 must name the
-path's methods. Two rules the schema cannot state are left out of the requests that must be
+path's methods. Three rules the schema cannot state are left out of the requests that must be
 accepted: no NUL character in any string, and no article id twice in a batch, derived ids
-included (both refused by the API, and tested in test_api.py).
+included (both refused by the API, and tested in test_api.py); a chat whose last user message is
+no question (tested in test_answer.py) is the third.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from citesearch.api.app import create_app
+from citesearch.api.schemas import ChatCompletionRequest, check_query
 from citesearch.api.settings import Settings
 from citesearch.index.articles import ArticleInput, build_article, duplicate_id_problems
 from tests.conftest import shared_embedder
@@ -40,6 +42,18 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+def _unanswerable_chat(body: Any) -> bool:
+    """A chat whose last user message is not a question citesearch can search for (blank, no letter
+    or digit, too long): refused with a 422, as /v1/search refuses such a query (test_answer.py)."""
+    try:
+        request = ChatCompletionRequest.model_validate(body)
+        last = next(m for m in reversed(request.messages) if m.role == "user")
+        check_query(last.text())
+    except (ValueError, StopIteration):
+        return True
+    return False
+
+
 def _repeats_an_id(body: Any) -> bool:
     try:
         articles = [build_article(ArticleInput.model_validate(a)) for a in body["articles"]]
@@ -54,6 +68,8 @@ def filter_case(context: Any, case: schemathesis.Case) -> bool:  # type: ignore[
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return True
     if _has_nul(case.body) or _has_nul(case.query) or _has_nul(case.path_parameters):
+        return False
+    if case.method == "POST" and case.path == "/v1/chat/completions" and _unanswerable_chat(case.body):
         return False
     return not (case.method == "POST" and case.path == "/v1/articles" and _repeats_an_id(case.body))
 

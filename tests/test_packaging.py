@@ -34,5 +34,7 @@ def test_wheel_installs_only_the_citesearch_namespace(tmp_path: Path) -> None:
     for sub in ("api", "index", "embeddings"):
         assert f"citesearch/{sub}/__init__.py" in names
     assert "citesearch/index/data/multilingual-e5-small.npz" in names
+    for page_file in ("templates/search.html", "templates/article.html", "static/page.js", "static/page.css"):
+        assert f"citesearch/api/{page_file}" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "citesearch = citesearch.api.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
