@@ -36,7 +36,7 @@ import numpy as np
 
 from bench import perf
 from bench.perf import machine, rss_bytes, serve
-from bench.quality import EVAL, LANGS, CachingEmbedder, Question, build, evaluate, load, safe_id, summarise
+from bench.quality import EVAL, LANGS, CachingEmbedder, Outcome, Question, build, evaluate, load, safe_id, summarise
 from citesearch.embeddings import Embedder, load_embedder
 from citesearch.embeddings.engine_cache import CANDIDATES, FAITHFUL, MAX_MRR_DROP, MIN_COSINE
 
@@ -184,7 +184,7 @@ def mrr_run(emb: Embedder, sample: int) -> dict[str, float]:
     qids = set(random.Random(0).sample(sorted({q.qid for q in questions}), sample))
     questions = [q for q in questions if q.qid in qids]
     cache = CachingEmbedder(emb)
-    per: dict[str, dict[str, list[float]]] = {}
+    per: dict[str, dict[str, list[Outcome]]] = {}
 
     def run(name: str, ds: list[Any], qs: list[tuple[Question, str, tuple[int, int]]]) -> None:
         svc, _ = build(cache, ds, True)
