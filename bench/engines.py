@@ -36,7 +36,18 @@ import numpy as np
 
 from bench import perf
 from bench.perf import machine, rss_bytes, serve
-from bench.quality import EVAL, LANGS, CachingEmbedder, Outcome, Question, build, evaluate, load, safe_id, summarise
+from bench.quality import (
+    EVAL,
+    LANGS,
+    CachingEmbedder,
+    Outcome,
+    Question,
+    build,
+    evaluate,
+    load,
+    safe_id,
+    summarise,
+)
 from citesearch.embeddings import Embedder, load_embedder
 from citesearch.embeddings.engine_cache import CANDIDATES, FAITHFUL, MAX_MRR_DROP, MIN_COSINE
 
