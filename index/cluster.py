@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
 import psycopg
 
 from citesearch.embeddings.progress import Progress
@@ -53,7 +54,7 @@ from citesearch.index.pg_store import (
 )
 from citesearch.index.sqlite_store import SqliteStore
 from citesearch.index.state import Core, Encoder, IndexConfig, ServingState
-from citesearch.index.store import NewPassage, StoreTransaction
+from citesearch.index.store import NewPassage, Sentences, StoreTransaction
 from citesearch.index.vectors import VectorIndex
 from citesearch.index.writes import Prepared, Writer, WriteResult, WriteStatus, add_passages, now_iso
 
@@ -98,7 +99,15 @@ class ReplicaStatus:
 
 
 def local_passages(text: str, passages: Sequence[PgPassage]) -> list[NewPassage]:
-    """Passages from the cluster store, with their lexical terms derived here (the scheme is local)."""
+    """Passages from the cluster store, with their lexical terms derived here (the scheme is local).
+
+    Sentences come from the store of record as they were embedded: a replica never calls the model.
+    A row written before the cluster stored sentences (NULL) gets the passage as its one sentence,
+    with the passage vector: what ingest does with sentence vectors switched off. Search then scores
+    such a passage by its own vector and highlights all of it; the next cluster-wide reindex
+    embeds its sentences. Re-embedding them here instead would call the model on every replica and
+    leave the store of record without them.
+    """
     return [
         NewPassage(
             p.ord,
@@ -108,9 +117,16 @@ def local_passages(text: str, passages: Sequence[PgPassage]) -> list[NewPassage]
             p.language,
             p.vector,
             terms_text(text[p.char_start : p.char_end], p.language),
+            p.sentences if p.sentences is not None else _whole_passage(p),
         )
         for p in passages
     ]
+
+
+def _whole_passage(p: PgPassage) -> Sentences:
+    """The passage as its one sentence (a row stored without sentences)."""
+    spans = np.array([[p.char_start, p.char_end]], dtype=np.int32)
+    return Sentences(spans, np.asarray(p.vector, dtype=np.float32).reshape(1, -1))
 
 
 @contextlib.contextmanager
@@ -174,6 +190,7 @@ class Replica:
         self.head_seen = self.applied
         self.reachable = False
         self._threads: list[threading.Thread] = []
+        self._incomplete: set[str] = set()
 
     # ---- start-up ------------------------------------------------------------------------------
     def open(self, embedder: Encoder) -> Encoder:
@@ -193,6 +210,7 @@ class Replica:
             log.warning("the cluster database is unreachable: serving the local index, writes refused")
             return embedder
         self._claim_data_dir(cluster_id)
+        self._refetch_incomplete()
         self.reachable = True
         self.head_seen = head.seq
         return self._embedder_for(head.model_id, head.model_name)
@@ -209,6 +227,17 @@ class Replica:
             )
         with store.transaction() as tx:
             tx.set_meta(CLUSTER_ID_KEY, cluster_id)
+
+    def _refetch_incomplete(self) -> None:
+        """Fetch again from the store of record the local articles left without passages or sentences
+        (a store written before sentences existed, or a partial copy): the next apply reloads the whole
+        generation, and `_same` does not skip these. Start-up repair does not re-embed on a replica."""
+        store = self.core.store
+        gen = store.generation
+        self._incomplete = {*store.articles_without_passages(gen), *store.articles_without_sentences(gen)}
+        if self._incomplete:
+            log.info("%d local articles lack passages or sentences: reloading them", len(self._incomplete))
+            self.applied = 0
 
     def _embedder_for(self, model_id: str, model_name: str | None) -> Encoder:
         """The model of a generation: one already loaded, else loaded by its name."""
@@ -314,6 +343,8 @@ class Replica:
                         added.append(self._put(tx, pa, ch.passages.get(pa.article.id, []), gen, seq))
                 tx.set_meta(APPLIED_KEY, str(ch.upto))
                 removed = tx.removed
+            if ch.full:
+                self._incomplete.clear()
                 exclusive.enter_context(core.lock.write())
             state = core.state
             state.vectors.remove(removed)
@@ -326,7 +357,8 @@ class Replica:
         """True when the local copy is already this version (a re-applied entry)."""
         row = self.core.store.get_article(pa.article.id)
         return (
-            row is not None
+            pa.article.id not in self._incomplete
+            and row is not None
             and row.content_hash == pa.article.content_hash
             and row.updated_at == pa.updated_at
             and bool(self.core.store.article_passages(pa.article.id, gen))

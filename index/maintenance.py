@@ -71,8 +71,12 @@ class Maintenance:
         self._promoter_lock = threading.Lock()
 
     # ---- start-up ------------------------------------------------------------------------------
-    def repair(self) -> RepairReport:
-        """Reconcile the FAISS checkpoint with the store; re-embed articles left without passages or sentences."""
+    def repair(self, *, reembed: bool = True) -> RepairReport:
+        """Reconcile the FAISS checkpoint with the store; re-embed articles left without passages or sentences.
+
+        `reembed=False` on a cluster replica: its store is a copy of the cluster's, so such articles
+        are fetched again from the store of record (`Replica.open`), never re-embedded here.
+        """
         t0 = time.perf_counter()
         report = RepairReport()
         core = self.core
@@ -91,6 +95,8 @@ class Maintenance:
         # A store written before sentence vectors existed has passages without them: embed those again.
         stale = dict.fromkeys(
             [*core.store.articles_without_passages(gen), *core.store.articles_without_sentences(gen)]
+            if reembed
+            else []
         )
         for art_id in stale:
             row = core.store.get_article(art_id)

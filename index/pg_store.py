@@ -15,8 +15,10 @@ Lock order inside a transaction (never the other way): `serving` (SHARE for writ
 switch), then article rows in id order, then `log_head`. The cluster-wide reindex holds a session
 advisory lock (`REINDEX_LOCK`) for its life, so one runs at a time.
 
-Passages carry their own columns; another per-passage payload (e.g. sentence vectors) is one more
-`bytea` column here and one more field in `PgPassage`.
+Passages carry their own columns; a passage's sentences (spans and vectors, `Sentences.to_bytes`)
+are one more `bytea` column, written in the same statement as the passage, so a write, a delete, a
+rebuild batch and the change log cover them exactly like the passage. Rows written before that
+column existed hold NULL there (see `PgPassage.sentences`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from psycopg import sql
 
 from citesearch.index.articles import Article
 from citesearch.index.errors import StoreUnavailableError
-from citesearch.index.store import NewPassage, Vector
+from citesearch.index.store import NewPassage, Sentences, Vector
 
 NOTIFY_CHANNEL = "citesearch_log"
 REINDEX_LOCK = 0x63697465  # "cite": the advisory lock a cluster-wide reindex holds
@@ -68,7 +70,11 @@ CREATE TABLE IF NOT EXISTS passages (
     char_start integer NOT NULL, char_end integer NOT NULL, n_tokens integer NOT NULL,
     language text NOT NULL,
     vector bytea NOT NULL,
+    sentences bytea,
+    n_sentences integer NOT NULL DEFAULT 0,
     PRIMARY KEY (generation, article_id, ord));
+ALTER TABLE passages ADD COLUMN IF NOT EXISTS sentences bytea;
+ALTER TABLE passages ADD COLUMN IF NOT EXISTS n_sentences integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS passages_article ON passages(article_id);
 CREATE TABLE IF NOT EXISTS change_log (
     seq bigint PRIMARY KEY,
@@ -87,7 +93,7 @@ CREATE TABLE IF NOT EXISTS batches (
 _ARTICLE_COLS = (
     "id, title, text, url, source, published_at, language, metadata, content_hash, created_at, updated_at"
 )
-_PASSAGE_COLS = "article_id, ord, char_start, char_end, n_tokens, language, vector"
+_PASSAGE_COLS = "article_id, ord, char_start, char_end, n_tokens, language, vector, sentences, n_sentences"
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,9 @@ class PgArticle:
 
 @dataclass(frozen=True)
 class PgPassage:
-    """A passage of one generation: span, language and vector (lexical terms are derived locally)."""
+    """A passage of one generation: span, language, vector and sentences (lexical terms are derived
+    locally). `sentences` is None for a row written before the cluster stored them (a cluster-wide
+    reindex fills them); replicas then use the passage as its one sentence (index/cluster.py)."""
 
     ord: int
     char_start: int
@@ -109,6 +117,7 @@ class PgPassage:
     n_tokens: int
     language: str
     vector: Vector
+    sentences: Sentences | None
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,10 @@ def _article(row: Sequence[Any]) -> PgArticle:
 
 
 def _passage(row: Sequence[Any]) -> PgPassage:
-    return PgPassage(row[1], row[2], row[3], row[4], row[5], np.frombuffer(row[6], dtype=np.float32).copy())
+    sentences = None if row[7] is None else Sentences.from_bytes(bytes(row[7]))
+    return PgPassage(
+        row[1], row[2], row[3], row[4], row[5], np.frombuffer(row[6], dtype=np.float32).copy(), sentences
+    )
 
 
 def _vector_bytes(vec: Vector) -> bytes:
@@ -410,7 +422,7 @@ class PgStore:
         )
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO passages(generation, {_PASSAGE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                f"INSERT INTO passages(generation, {_PASSAGE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 [
                     (
                         generation,
@@ -421,6 +433,8 @@ class PgStore:
                         p.n_tokens,
                         p.language,
                         _vector_bytes(p.vector),
+                        p.sentences.to_bytes(),
+                        len(p.sentences),
                     )
                     for p in passages
                 ],

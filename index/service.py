@@ -153,7 +153,7 @@ class SearchService:
                         self.core.state, embedder=cluster_model, vectors=VectorIndex(cluster_model.dim)
                     )
             warm_up_language_id()  # so the first article without a language doesn't pay for it
-            self.last_repair: RepairReport = self._maintenance.repair()
+            self.last_repair: RepairReport = self._maintenance.repair(reembed=self._replica is None)
             self._maintenance.ensure_lexical_version()
             if self._replica is not None:
                 self._replica.catch_up()  # serve nothing older than the log's head at start

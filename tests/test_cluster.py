@@ -29,11 +29,12 @@ from citesearch.index.cluster import ClusterConfig
 from citesearch.index.errors import StoreUnavailableError
 from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
+from citesearch.index.store import Sentences
 from tests.fakes import FakeEncoder
 from tests.pg import PgCluster
 from tests.test_server import ROOT, free_port
 
-Snapshot = dict[str, tuple[str, str, str, list[tuple[int, int, int, str, bytes]]]]
+Snapshot = dict[str, tuple[str, str, str, list[tuple[int, int, int, str, bytes, bytes | None]]]]
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
@@ -56,7 +57,7 @@ def report(i: int, version: str = "") -> ArticleInput:
 
 
 def snapshot(db: Path) -> Snapshot:
-    """Articles with their passages and vectors in the serving generation, from a store file."""
+    """Articles with their passages, vectors and sentences in the serving generation, from a store file."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
@@ -65,12 +66,14 @@ def snapshot(db: Path) -> Snapshot:
             "SELECT id, content_hash, created_at, updated_at FROM articles"
         ):
             out[aid] = (h, created, updated, [])
-        for aid, ordinal, start, end, lang, vec in conn.execute(
-            "SELECT article_id, ord, char_start, char_end, language, vector FROM passages "
+        for aid, ordinal, start, end, lang, vec, sents in conn.execute(
+            "SELECT article_id, ord, char_start, char_end, language, vector, sentences FROM passages "
             "WHERE generation = ? ORDER BY article_id, ord",
             (gen,),
         ):
-            out[aid][3].append((ordinal, start, end, lang, bytes(vec)))
+            out[aid][3].append(
+                (ordinal, start, end, lang, bytes(vec), None if sents is None else bytes(sents))
+            )
         return out
     finally:
         conn.close()
@@ -78,6 +81,16 @@ def snapshot(db: Path) -> Snapshot:
 
 def service_snapshot(svc: SearchService) -> Snapshot:
     return snapshot(svc.data_dir / "store.sqlite")
+
+
+def sentences_of(snap: Snapshot) -> list[Sentences]:
+    """Every passage's sentences (a passage stored without them fails the test)."""
+    out = []
+    for _, _, _, passages in snap.values():
+        for p in passages:
+            assert p[5] is not None, "a passage without sentences"
+            out.append(Sentences.from_bytes(p[5]))
+    return out
 
 
 class NoModel(FakeEncoder):
@@ -136,7 +149,8 @@ def test_writes_and_deletes_on_one_replica_reach_the_other(url: str, tmp_path: P
         assert b.delete("r-1") == 1
         assert b.stats().articles == 1
         wait_for(caught_up(a, b), what="both replicas at the log head")
-        assert service_snapshot(a) == service_snapshot(b)
+        assert service_snapshot(a) == service_snapshot(b)  # the same sentence spans and vectors too
+        assert sentences_of(service_snapshot(b))
         st = a.stats().cluster
         assert st is not None and st.writable and st.applied_seq == st.head_seq == 3
     finally:
@@ -155,7 +169,10 @@ def test_a_fresh_replica_catches_up_from_the_database_without_calling_the_model(
         fresh = replica(url, tmp_path / "fresh", NoModel())
         try:
             assert fresh.stats().articles == 39  # caught up before it serves
-            assert service_snapshot(fresh) == service_snapshot(a)
+            assert service_snapshot(fresh) == service_snapshot(a)  # sentence spans and vectors too
+            sents = sentences_of(service_snapshot(fresh))
+            assert any(len(x) > 1 for x in sents) and all(len(x) >= 1 for x in sents)
+            assert fresh.stats().sentences == a.stats().sentences == sum(len(x) for x in sents)
             q = SearchQuery(text="budget line 12", top_k=3, mode="lexical")
             assert [h.passage.article_id for h in fresh.search(q).hits] == [
                 h.passage.article_id for h in a.search(q).hits
@@ -185,6 +202,39 @@ def test_a_replica_behind_a_pruned_log_reloads_everything(url: str, tmp_path: Pa
     finally:
         a.close()
         b.close()
+
+
+def test_rows_from_before_sentences_are_served_without_calling_the_model(url: str, tmp_path: Path) -> None:
+    a = replica(url, tmp_path / "a")
+    b = replica(url, tmp_path / "b")
+    try:
+        a.upsert([report(i) for i in range(3)])
+        wait_for(caught_up(a, b), what="B at the head")
+    finally:
+        a.close()
+        b.close()
+    with psycopg.connect(url, autocommit=True) as conn:  # the cluster schema of before
+        conn.execute("ALTER TABLE passages DROP COLUMN sentences, DROP COLUMN n_sentences")
+    db = tmp_path / "b" / "store.sqlite"
+    with sqlite3.connect(db) as local:  # B's local copy of before: no sentences either
+        local.execute("UPDATE passages SET sentences = NULL, n_sentences = 0")
+    local.close()
+    b = replica(url, tmp_path / "b", NoModel())  # upgrades the schema; repair must not embed
+    fresh = replica(url, tmp_path / "fresh", NoModel())
+    try:
+        for svc in (b, fresh):
+            snap = service_snapshot(svc)
+            assert sorted(snap) == ["r-0", "r-1", "r-2"]
+            for _, _, _, passages in snap.values():  # each passage stands as its one sentence
+                for _, start, end, _, vec, blob in passages:
+                    assert blob is not None
+                    sents = Sentences.from_bytes(blob)
+                    assert sents.spans.tolist() == [[start, end]] and sents.vectors.tobytes() == vec
+            hits = svc.search(SearchQuery(text="budget line 2", top_k=1)).hits
+            assert hits and hits[0].passage.article_id == "r-2"
+    finally:
+        b.close()
+        fresh.close()
 
 
 def test_two_replicas_updating_one_article_at_once_converge_on_the_last_commit(
@@ -467,13 +517,21 @@ def test_reindex_spread_over_workers_survives_a_killed_worker(
                 (gen, [h[0] for h in held]),
             ).fetchall()
             old = conn.execute("SELECT count(*) FROM passages WHERE generation < %s", (gen,)).fetchone()
+            sentences = conn.execute(
+                "SELECT count(*) FILTER (WHERE sentences IS NULL OR n_sentences = 0), sum(n_sentences) "
+                "FROM passages WHERE generation = %s",
+                (gen,),
+            ).fetchone()
         assert n_articles is not None and len(rows) == n_articles[0]  # every article, once
         assert all(cnt == hi - lo + 1 and lo == 0 for _, cnt, lo, hi in rows)
         assert len(taken_over) == len(held) and all(w[0] != w1 for w in taken_over)  # redone by another
         assert old is not None and old[0] == 0
+        assert sentences is not None and sentences[0] == 0  # the workers embedded every passage's sentences
         wait_for(lambda: a.stats()["generation"] == gen and b.stats()["generation"] == gen, what="the switch")
         wait_for(converged(a, b), what="both replicas on the new generation")
         assert a.stats()["passages"] == b.stats()["passages"] == sum(r[1] for r in rows)
+        assert a.stats()["sentences"] == b.stats()["sentences"] == sentences[1]
+        assert snapshot(a.data_dir / "store.sqlite") == snapshot(b.data_dir / "store.sqlite")
         res = b.http.post(
             "/v1/search", json={"query": "Which budget line did the council approve on day 310?"}
         )
