@@ -1,7 +1,8 @@
 """Answers in prose with [n] citations, built from search results: extractive by default, an LLM's when configured.
 
 - Extractive: each top passage's answering sentence (the semantic highlight, exact article
-  offsets) is scored by the cosine of its own embedding with the question's. The top passage's
+  offsets) is scored by the cosine of its stored vector with the question's (index/search.py,
+  `Highlight.score`): one model call per question, none per sentence. The top passage's
   sentence must reach `MIN_SENTENCE_SCORE`; lower-ranked passages' sentences join it when they
   score at least as well (at most `MAX_SENTENCES`, near-duplicates once), in rank order, each
   followed by its result's label, quoted in the passage's own language. Otherwise the answer
@@ -43,7 +44,6 @@ MAX_SENTENCES = 3
 """Most sentences in an extractive answer."""
 PER_ARTICLE = 3
 """Passages one article may give an answer (its answering sentences can be in different passages)."""
-"""Most sentences in an extractive answer."""
 HISTORY_TURNS = 6
 """Earlier chat turns passed to the LLM (each cut to HISTORY_CHARS)."""
 HISTORY_CHARS = 2000
@@ -111,8 +111,12 @@ def search_text(question: str, earlier: str | None, max_chars: int) -> str:
 
 
 def retrieve(service: SearchService, req: AnswerRequest, earlier: str | None = None) -> Retrieved:
-    """Search with semantic highlights and score each highlight against the question (`earlier`:
-    the previous user message of a conversation, searched with it)."""
+    """Search with semantic highlights, each scored against the question by its stored sentence
+    vector (`earlier`: the previous user message of a conversation, searched with it).
+
+    One model call (the question); a passage stored without sentences gets a lexical highlight,
+    which has no score and so never answers (0.0).
+    """
     started = time.perf_counter()
     text = search_text(req.query, earlier, service.config.max_query_chars)
     query = SearchQuery(
@@ -123,9 +127,8 @@ def retrieve(service: SearchService, req: AnswerRequest, earlier: str | None = N
         per_article=PER_ARTICLE,
         highlight="semantic",
     )
-    qvec = service.question_vector(text)
-    outcome = service.search(query, qvec)
-    scores = service.similarities(qvec, [h.highlight.text for h in outcome.hits])
+    outcome = service.search(query)
+    scores = [h.highlight.score if h.highlight.score is not None else 0.0 for h in outcome.hits]
     return Retrieved(req, outcome, scores, started)
 
 

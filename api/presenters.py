@@ -83,7 +83,10 @@ def search_result(hit: Hit, label: str) -> SearchResult:
         char_start=p.char_start,
         char_end=p.char_end,
         highlight=HighlightOut(
-            text=hit.highlight.text, char_start=hit.highlight.char_start, char_end=hit.highlight.char_end
+            text=hit.highlight.text,
+            char_start=hit.highlight.char_start,
+            char_end=hit.highlight.char_end,
+            score=hit.highlight.score,
         ),
         citation=label,
         dense_score=hit.dense_score,

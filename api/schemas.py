@@ -221,6 +221,10 @@ class HighlightOut(BaseModel):
     text: str
     char_start: int
     char_end: int
+    score: float | None = Field(
+        default=None,
+        description="Cosine of the sentence with the question (semantic highlights; null for lexical ones).",
+    )
 
 
 class SearchResult(BaseModel):

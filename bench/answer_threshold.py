@@ -2,8 +2,8 @@
 
 Half the English articles are indexed. Questions about them (answerable) and about the other half
 (unanswerable: their article is not there) are asked in several languages through the real answer
-retrieval (`api.answer.retrieve`: semantic highlights, then each highlight scored against the
-question). For each question we keep the top passage's sentence score (which decides whether
+retrieval (`api.answer.retrieve`: semantic highlights, each with its stored sentence vector's
+cosine with the question). For each question we keep the top passage's sentence score (which decides whether
 there is an answer, api/answer.py `pick`) and whether the sentences an answer would quote cover
 the answer span. The table gives, per threshold, the share of
 answerable questions answered, the share of those whose quoted sentences hold the answer, and

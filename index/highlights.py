@@ -28,6 +28,9 @@ class Highlight:
     text: str
     char_start: int
     char_end: int
+    score: float | None = None
+    """The sentence's inner product with the question (semantic highlights; unit vectors of one
+    model, so the cosine the answer threshold is calibrated on); None for a lexical highlight."""
 
 
 def _shared_tokens(text: str) -> set[str]:
@@ -62,8 +65,9 @@ def lexical_highlight(row: PassageRow, question: str, language: str | None) -> H
     return _span(row, best[0], best[1])
 
 
-def sentence_highlight(row: PassageRow, char_start: int, char_end: int) -> Highlight:
-    """The stored sentence `[char_start, char_end)` (article offsets) of a passage, as a highlight."""
+def sentence_highlight(row: PassageRow, char_start: int, char_end: int, score: float) -> Highlight:
+    """The stored sentence `[char_start, char_end)` (article offsets) of a passage, as a highlight
+    (`score`: its inner product with the question)."""
     start = max(char_start - row.char_start, 0)
     end = min(char_end - row.char_start, len(row.text))
-    return _span(row, start, end)
+    return Highlight(row.text[start:end], row.char_start + start, row.char_start + end, round(score, 6))

@@ -335,14 +335,16 @@ class Evidence:
     spans: npt.NDArray[np.int32]
     plain: Vec
 
-    def best_span(self) -> tuple[int, int]:
-        """`[start, end)` in the article of the sentence nearest the question by inner product.
+    def best_span(self) -> tuple[int, int, float]:
+        """`[start, end)` in the article of the sentence nearest the question by inner product, and
+        that inner product (the raw cosine: stored and query vectors are unit vectors of one model).
 
         Plain inner product: inside one passage the language is the same, and centring short
         texts by a passage-language mean adds noise (XQuAD: see README).
         """
-        b, e = self.spans[int(np.argmax(self.plain))]
-        return int(b), int(e)
+        i = int(np.argmax(self.plain))
+        b, e = self.spans[i]
+        return int(b), int(e), float(self.plain[i])
 
 
 def sentence_evidence(
@@ -546,7 +548,7 @@ class Searcher:
         evidence: dict[int, Evidence],
         lang: Language,
     ) -> list[Highlight]:
-        """Semantic: each passage's best stored sentence (no model call); lexical: shared terms.
+        """Semantic: each passage's best stored sentence and its score (no model call); lexical: shared terms.
 
         A passage stored without sentences (before start-up repair re-embedded it) gets the lexical one.
         """

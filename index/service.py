@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from citesearch.embeddings.progress import Progress
-from citesearch.embeddings.scheduler import InferenceScheduler, Priority
+from citesearch.embeddings.scheduler import InferenceScheduler
 from citesearch.index.articles import Article, ArticleInput
 from citesearch.index.cluster import ClusterConfig, ModelLoader, Replica, ReplicaStatus
 from citesearch.index.errors import DataDirLockedError, ModelMismatchError, NotFoundError
@@ -203,24 +203,6 @@ class SearchService:
         `query_vector`: the question's embedding when the caller already has it (benchmarks).
         """
         return self._searcher.search(query, query_vector)
-
-    def question_vector(self, text: str) -> npt.NDArray[np.float32]:
-        """A question's embedding by the serving model, to pass to `search` and `similarities`."""
-        return self.scheduler.encode_query(self.state.embedder, text)
-
-    def similarities(self, query_vector: npt.NDArray[np.float32], texts: list[str]) -> list[float]:
-        """Cosine of a question's embedding with each text embedded as a passage: how well a sentence answers.
-
-        All zeros when a model switch changed the dimension since `query_vector` was made (no text
-        then passes an answer threshold; the next question uses the new model).
-        """
-        embedder = self.state.embedder
-        if not texts:
-            return []
-        vecs = self.scheduler.encode_passages(embedder, texts, Priority.QUERY)
-        if vecs.shape[1] != query_vector.shape[0]:
-            return [0.0] * len(texts)
-        return [float(x) for x in vecs @ query_vector]
 
     # ---- articles ------------------------------------------------------------------------------
     def validate(self, inputs: Sequence[ArticleInput]) -> list[Article]:

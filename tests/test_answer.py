@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from citesearch.api.answer import NO_ANSWER, LabelFilter, clean_sentence
+from citesearch.api.answer import MIN_SENTENCE_SCORE, NO_ANSWER, LabelFilter, clean_sentence
 from citesearch.api.app import create_app
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
@@ -66,6 +66,11 @@ def test_extractive_answer_quotes_the_answering_sentence(
     assert body["citations"], body
     check_exact(client, body)
     assert body["citations"][0]["article_id"] == article
+    # Every quoted sentence is a result's highlight, whose score (the stored sentence vector's
+    # cosine with the question) reached the threshold.
+    for c in body["citations"]:
+        result = body["results"][int(c["label"].strip("[]")) - 1]
+        assert result["highlight"]["text"] == c["text"] and result["highlight"]["score"] >= MIN_SENTENCE_SCORE
     assert any(expect in c["text"] for c in body["citations"] if c["article_id"] == article)
     # Quoted in the passage's own language (the sentence itself, labels aside).
     assert expect in body["answer"]

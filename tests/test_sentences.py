@@ -172,3 +172,34 @@ def test_the_passage_shown_is_the_one_that_answers(nvidia: SearchService, questi
     assert hit.highlight.text in [hit.passage.text[b:e] for b, e in sentences(hit.passage.text, "en")]
     article = nvidia.get_article("nvidia-h20")[0].text
     assert article[hit.highlight.char_start : hit.highlight.char_end] == hit.highlight.text
+
+
+@pytest.mark.parametrize(
+    "question", ["英伟达的H20芯片有后门吗？", "What share of Nvidia's revenue came from China?"]
+)
+def test_the_highlight_score_is_the_cosine_of_the_question_and_the_sentence(
+    nvidia: SearchService, embedder: Embedder, question: str
+) -> None:
+    """The answer threshold (api/answer.py) was calibrated on the cosine of the question with the
+    sentence encoded on its own; the stored vector's inner product must be that same number."""
+    hits = nvidia.search(SearchQuery(text=question, top_k=3, per_article=3)).hits
+    texts = [h.highlight.text for h in hits]
+    cosines = embedder.encode_passages(texts) @ embedder.encode_queries([question])[0]
+    for hit, cosine in zip(hits, cosines, strict=True):
+        assert hit.highlight.score == pytest.approx(float(cosine), abs=1e-3)
+    lexical = nvidia.search(SearchQuery(text=question, top_k=1, highlight="lexical")).hits[0]
+    assert lexical.highlight.score is None
+
+
+def test_a_semantic_search_encodes_the_question_only(tmp_path: Path) -> None:
+    """Highlights and their scores come from stored vectors: one model call per question."""
+    encoder = FakeEncoder()
+    svc = _open(tmp_path / "data", encoder)
+    try:
+        svc.upsert([NVIDIA, REPORT])
+        encoder.calls.clear()
+        hits = svc.search(SearchQuery(text="harbour budget votes", top_k=3, per_article=3)).hits
+        assert hits and all(h.highlight.score is not None for h in hits)
+        assert encoder.calls == [("queries", 1)]
+    finally:
+        svc.close()
