@@ -180,35 +180,30 @@ def no_answer(language: str | None) -> str:
 
 def sentence_citation(hit: Hit, label: str, base: str) -> AnswerCitation:
     """A citation of a hit's answering sentence."""
-    p, h = hit.passage, hit.highlight
-    return AnswerCitation(
-        label=label,
-        article_id=p.article_id,
-        passage_id=p.id,
-        title=p.title,
-        url=cite_url(base, p.url, p.article_id, h.char_start, h.char_end),
-        source=p.source,
-        published_at=p.published_at,
-        char_start=h.char_start,
-        char_end=h.char_end,
-        text=h.text,
-    )
+    h = hit.highlight
+    return _citation(hit, label, base, h.char_start, h.char_end, h.text)
 
 
 def passage_citation(hit: Hit, label: str, base: str) -> AnswerCitation:
     """A citation of a whole passage (what the LLM read)."""
+    p = hit.passage
+    return _citation(hit, label, base, p.char_start, p.char_end, p.text)
+
+
+def _citation(hit: Hit, label: str, base: str, char_start: int, char_end: int, text: str) -> AnswerCitation:
+    """A citation of the span `[char_start, char_end)` of a hit's article, whose text is `text`."""
     p = hit.passage
     return AnswerCitation(
         label=label,
         article_id=p.article_id,
         passage_id=p.id,
         title=p.title,
-        url=cite_url(base, p.url, p.article_id, p.char_start, p.char_end),
+        url=cite_url(base, p.url, p.article_id, char_start, char_end),
         source=p.source,
         published_at=p.published_at,
-        char_start=p.char_start,
-        char_end=p.char_end,
-        text=p.text,
+        char_start=char_start,
+        char_end=char_end,
+        text=text,
     )
 
 
