@@ -22,7 +22,6 @@ from pydantic import (
     Field,
     StrictBool,
     StrictFloat,
-    field_validator,
 )
 
 from citesearch.index.articles import LETTER_OR_DIGIT_PATTERN, ArticleInput, has_letter_or_digit
@@ -176,6 +175,19 @@ class SearchFilters(BaseModel):
     published_before: Day | None = Field(None, description="On or before this day (UTC).")
 
 
+Question = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="The question, in any language: at least one letter or digit.",
+        json_schema_extra=QUERY_FIELD_SCHEMA,
+    ),
+    AfterValidator(check_query),
+]
+"""A question of a request body (search, answer): its limits, its schema and its check, written once."""
+
+
 class SearchRequest(BaseModel):
     """A question and how to answer it."""
 
@@ -183,12 +195,7 @@ class SearchRequest(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"query": "英伟达的H20芯片有后门吗？", "top_k": 3}]},
     )
-    query: str = Field(
-        min_length=1,
-        max_length=MAX_QUERY_CHARS,
-        description="The question, in any language: at least one letter or digit.",
-        json_schema_extra=QUERY_FIELD_SCHEMA,
-    )
+    query: Question
     top_k: JsonInt = Field(5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
     filters: SearchFilters = Field(default_factory=SearchFilters)
@@ -208,11 +215,6 @@ class SearchRequest(BaseModel):
         description="How the highlight sentence is chosen: the sentence whose stored embedding is nearest "
         "the question (default; works across languages, no extra model call) or shared terms.",
     )
-
-    @field_validator("query")
-    @classmethod
-    def _answerable(cls, value: str) -> str:
-        return check_query(value)
 
 
 class HighlightOut(BaseModel):
@@ -357,12 +359,7 @@ class AnswerRequest(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"query": "英伟达的H20芯片有后门吗？", "top_k": 5}]},
     )
-    query: str = Field(
-        min_length=1,
-        max_length=MAX_QUERY_CHARS,
-        description="The question, in any language: at least one letter or digit.",
-        json_schema_extra=QUERY_FIELD_SCHEMA,
-    )
+    query: Question
     top_k: JsonInt = Field(5, ge=1, le=20, description="Passages the answer may draw on.")
     filters: SearchFilters = Field(default_factory=SearchFilters)
     query_language: Utf8Str | None = Field(
@@ -372,11 +369,6 @@ class AnswerRequest(BaseModel):
         "auto", description="`auto`: the LLM when CITESEARCH_LLM_URL is set, else extractive."
     )
     stream: StrictBool = Field(False, description="Answer as server-sent events (delta, then done).")
-
-    @field_validator("query")
-    @classmethod
-    def _answerable(cls, value: str) -> str:
-        return check_query(value)
 
 
 class AnswerCitation(BaseModel):
