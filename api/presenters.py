@@ -251,4 +251,5 @@ def stats(s: ServiceStats) -> Stats:
         languages=dict(s.languages),
         cluster=None if s.cluster is None else ClusterStats(**dataclasses.asdict(s.cluster)),
         engine=s.engine,
+        query_threads=s.query_threads,
     )

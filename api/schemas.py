@@ -333,6 +333,8 @@ class Stats(BaseModel):
     cluster: ClusterStats | None = None
     engine: str = ""
     """Inference engine and precision of the model, e.g. `openvino-bf16` (see README, Inference engine)."""
+    query_threads: int | None = None
+    """Threads a question's forward pass runs on now: measured while serving, the cheaper of one and all cores."""
 
 
 class ErrorBody(BaseModel):

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,15 @@ from citesearch.embeddings.prepare import (
     is_prepared,
     read_manifest,
 )
+from citesearch.embeddings.threads import ThreadChooser
 
 PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_BATCH_SIZE = 32
 MAX_BATCH_TOKENS = 4096  # padded tokens per forward pass: bounds memory and padding waste
-# Forward passes this small (a query) run on one thread: a second thread gains ~3 ms on an idle
-# machine but costs up to ~1 s when another process holds the other core (OpenMP barriers).
+# Forward passes this small (a query) run on the thread count a ThreadChooser measures to be
+# cheaper now (OpenVINO: a second thread gains ~2 ms on an idle 2-core machine and loses when
+# another process holds the other core); on torch always one: its OpenMP barriers cost up to ~1 s
+# per pass when another process holds the other core, too much for even an occasional try.
 SMALL_FORWARD_TOKENS = 128
 WINDOW_OVERLAP = 64
 # Forward passes use a bounded set of shapes: oneDNN keeps compiled kernels per input shape, so
@@ -159,6 +163,7 @@ class Embedder:
             self._backend.no_padding()
         self._hf_tokenizer: Any = tokenizer
         self._pad_id = pad_id
+        self._query_threads = ThreadChooser((_CORES, 1) if forward.engine == "openvino" else (1,))
         probe = self._embed_ids([self._tokenize([self.passage_prompt + "probe"])[0]])
         self.dim = int(probe.shape[1])
 
@@ -166,6 +171,11 @@ class Embedder:
     def engine_name(self) -> str:
         """`engine-precision`, e.g. `openvino-bf16`: what /v1/stats and the start-up log show."""
         return f"{self.engine}-{self.precision}"
+
+    @property
+    def query_threads(self) -> int:
+        """Threads a question's forward pass runs on now (measured; see embeddings/threads.py)."""
+        return self._query_threads.current
 
     # ------------------------------------------------------------------ public API
 
@@ -310,7 +320,8 @@ class Embedder:
         with _inference_lock:
             for idx in self._batches(seqs):
                 rows, width = self.padded_shape(len(idx), len(seqs[idx[0]]))
-                threads = 1 if width * rows <= SMALL_FORWARD_TOKENS else _CORES
+                small = width * rows <= SMALL_FORWARD_TOKENS
+                threads = self._query_threads.pick() if small else _CORES
                 input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
                 mask = np.zeros((rows, width), dtype=np.int64)
                 mask[len(idx) :, 0] = 1  # filler rows (shape buckets): one token each, outputs dropped
@@ -318,7 +329,10 @@ class Embedder:
                     n = len(seqs[i])
                     input_ids[row, :n] = seqs[i]
                     mask[row, :n] = 1
+                t0 = time.perf_counter()
                 emb = self._forward(input_ids, mask, threads)[: len(idx)]
+                if small:
+                    self._query_threads.record(threads, time.perf_counter() - t0, rows * width)
                 if result is None:
                     result = np.empty((len(seqs), emb.shape[1]), dtype=np.float32)
                 result[idx] = emb

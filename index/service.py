@@ -66,6 +66,8 @@ class ServiceStats:
     """Replication figures when the service is a cluster replica."""
     engine: str = ""
     """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
+    query_threads: int | None = None
+    """Threads a question's forward pass runs on now, as measured by the encoder (None: it does not say)."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -262,6 +264,7 @@ class SearchService:
                 languages=dict(st.means.counts),
                 cluster=cluster,
                 engine=str(getattr(st.embedder, "engine_name", "")),
+                query_threads=getattr(st.embedder, "query_threads", None),
             )
 
     # ---- long work -----------------------------------------------------------------------------

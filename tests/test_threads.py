@@ -1,0 +1,59 @@
+"""The query-pass thread chooser: switches to the option measured cheaper, backs off tries that lose."""
+
+from __future__ import annotations
+
+import os
+
+from citesearch.embeddings import Embedder
+from citesearch.embeddings.threads import BURST, EXPLORE_FIRST, EXPLORE_MAX, ThreadChooser
+
+
+def drive(chooser: ThreadChooser, cost: dict[int, float], passes: int) -> list[int]:
+    """Run `passes` passes where a pass on t threads costs cost[t] per token; the picks made."""
+    picks = []
+    for _ in range(passes):
+        t = chooser.pick()
+        chooser.record(t, cost[t] * 100, 100)
+        picks.append(t)
+    return picks
+
+
+def test_switches_to_the_cheaper_option_after_one_burst() -> None:
+    chooser = ThreadChooser((2, 1))
+    picks = drive(chooser, {2: 3.0, 1: 1.0}, EXPLORE_FIRST + BURST + 5)
+    assert picks[: EXPLORE_FIRST - 1] == [2] * (EXPLORE_FIRST - 1)
+    assert picks[EXPLORE_FIRST - 1 : EXPLORE_FIRST - 1 + BURST] == [1] * BURST
+    assert chooser.current == 1 and chooser.switches == 1
+    assert set(picks[EXPLORE_FIRST - 1 + BURST :]) == {1}
+
+
+def test_a_losing_option_is_tried_ever_less_often_and_at_most_burst_passes_per_max_interval() -> None:
+    chooser = ThreadChooser((2, 1))
+    picks = drive(chooser, {2: 1.0, 1: 5.0}, 20 * EXPLORE_MAX)
+    assert chooser.current == 2 and chooser.switches == 0
+    tail = picks[-4 * EXPLORE_MAX :]
+    assert tail.count(1) <= 4 * BURST + BURST
+    assert tail.count(1) >= 3 * BURST  # it keeps trying: the machine may become idle
+
+
+def test_follows_the_machine_when_the_costs_change() -> None:
+    chooser = ThreadChooser((2, 1))
+    drive(chooser, {2: 1.0, 1: 2.0}, 200)  # idle: two threads win
+    assert chooser.current == 2
+    drive(chooser, {2: 4.0, 1: 2.0}, 2 * EXPLORE_MAX + 10)  # another process holds a core
+    assert chooser.current == 1
+    snap = chooser.snapshot()
+    assert snap["query_threads"] == 1
+    assert snap["us_per_token"] == {"2": 4e6, "1": 2e6}
+
+
+def test_one_option_never_tries_anything_else() -> None:
+    chooser = ThreadChooser((1,))
+    assert set(drive(chooser, {1: 1.0}, 100)) == {1}
+    assert ThreadChooser((1, 1)).options == (1,)
+
+
+def test_the_real_embedder_reports_a_thread_count_it_can_run(embedder: Embedder) -> None:
+    for _ in range(EXPLORE_FIRST + BURST):
+        embedder.encode_queries(["Does the H20 have a backdoor?"])
+    assert embedder.query_threads in {1, max(1, len(os.sched_getaffinity(0)))}
