@@ -327,6 +327,7 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
                     lat.append(time.perf_counter() - t)
                     assert status == 200
                 rss = server.rss() / 2**20
+                _, stats_end = _request(server.port, "GET", "/v1/stats")
         finally:
             if env_before is None:
                 os.environ.pop("CITESEARCH_MODEL", None)
@@ -343,6 +344,7 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "search_p50_ms": search_p50,
         "search_p95_ms": pct(lat, 95),
         "server_rss_mb": round(rss),
+        "query_threads_at_end": stats_end.get("query_threads"),
         "reference_encode_passages_per_s": round(ref_pps, 2),
         "reference_encode_query_p50_ms": ref_p50,
         "ingest_ratio": round(http_pps / ref_pps, 2),
@@ -446,7 +448,7 @@ def render(out: dict[str, Any]) -> str:
             f"{h['reference_encode_passages_per_s']}: {h['ingest_ratio']}× (target ≥ {h['ingest_target']}×)",
             f"- HTTP search p50: {h['search_p50_ms']} ms vs reference encode p50 {h['reference_encode_query_p50_ms']} ms: "
             f"{h['search_ratio']}× (target ≤ {h['search_target']}×); server RSS {h['server_rss_mb']} MB; "
-            f"load {h['load_average']}\n",
+            f"query threads at the end {h.get('query_threads_at_end')}; load {h['load_average']}\n",
         ]
     if "shapes" in out:
         lines += ["## RSS growth over passes of random shapes (MB after every 20 passes)\n"]
