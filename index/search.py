@@ -65,8 +65,14 @@ NORM_DEPTH = 100
 EVIDENCE_ARTICLES = 10
 """Articles (the best of the fused ranking, more when the page needs more) whose every passage is
 scored by its sentences: which passage of an article is shown is decided among all of them."""
-SENTENCE_WEIGHT = 0.5
-"""Weight of a passage's best sentence against the passage itself in its score (same query, same space)."""
+SENTENCE_WEIGHT = 0.6
+"""Weight of a passage's best sentence against the passage itself in its score (same query, same space).
+0.6 over 0.5: XQuAD cross-lingual +0.3, mixed +0.1 MRR@10, monolingual equal (chosen on half the
+questions, bench/results/quality-r2.md)."""
+TERM_WEIGHT = 0.02
+"""Weight of the question's rare words a passage holds (IDF overlap, over its best among the leading
+articles) in the sharpened score, when every candidate is in the question's language (XQuAD
+monolingual, one passage per article: +1.0 MRR@10; see README)."""
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -378,25 +384,37 @@ def sentence_evidence(
 
 def evidence_ids(
     snap: Snapshot, p: Plan, fused: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]]
-) -> list[int]:
-    """Every passage (passing the filters) of the best EVIDENCE_ARTICLES articles of the fused ranking."""
-    need = max(EVIDENCE_ARTICLES, p.query.offset + p.query.top_k)
-    articles: dict[str, None] = {}
+) -> tuple[list[int], dict[str, int]]:
+    """Every passage (passing the filters) of the leading articles of the fused ranking, and each
+    article's tier: its fused rank // EVIDENCE_ARTICLES.
+
+    Whole tiers of EVIDENCE_ARTICLES articles, as many as the page reaches: sentence evidence
+    reorders articles inside a tier only, so every page of a ranking sees the same order.
+    """
+    reach = max(p.query.offset + p.query.top_k, 1)
+    need = -(-reach // EVIDENCE_ARTICLES) * EVIDENCE_ARTICLES
+    articles: dict[str, int] = {}
     for pid, _ in fused:
         if pid in heads:
-            articles.setdefault(heads[pid][0])
+            articles.setdefault(heads[pid][0], len(articles) // EVIDENCE_ARTICLES)
             if len(articles) >= need:
                 break
     if not articles:
-        return []
+        return [], {}
     filters = replace(p.query.filters, article_ids=tuple(articles))
-    return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)]
+    return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)], articles
 
 
 def sharpen(
-    fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
+    fused: list[tuple[int, float]],
+    dense: dict[int, float],
+    evidence: dict[int, Evidence],
+    overlap: dict[int, float] | None = None,
+    tier: dict[int, int] | None = None,
 ) -> list[tuple[int, float]]:
-    """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence`; the rest after.
+    """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence` (plus
+    TERM_WEIGHT times the passage's term `overlap` over the best one, when given) inside each
+    `tier` of articles (evidence_ids); the rest after.
 
     An article's best passage is then the one holding the best sentence unless another passage is
     much closer as a whole, and the article's score is its best passage's (XQuAD: see README).
@@ -408,7 +426,31 @@ def sharpen(
         pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
         for pid, ev in evidence.items()
     }
-    return ranked(scored) + [(pid, s) for pid, s in fused if pid not in scored]
+    top = max((overlap or {}).values(), default=0.0)
+    if overlap and top > 0:
+        for pid in scored:
+            scored[pid] += TERM_WEIGHT * overlap.get(pid, 0.0) / top
+    tiers = tier or {}
+    order = sorted(scored.items(), key=lambda x: (tiers.get(x[0], 0), -x[1], x[0]))
+    return order + [(pid, s) for pid, s in fused if pid not in scored]
+
+
+def term_overlap(
+    snap: Snapshot, p: Plan, c: Candidates, lang: Language, ids: Sequence[int]
+) -> dict[int, float]:
+    """The question's terms each passage of `ids` holds, IDF-weighted; hybrid searches only, and only
+    when no passage in another language competes (fairness not in play) and the language is certain.
+
+    With other languages in play, words shared with the question would favour its language over
+    better answers in others (XQuAD mixed: -0.3 MRR@10 even inside one article, -2 across them).
+    BM25, which the fused score already holds, helps less here (+0.6 against +1.0 monolingual):
+    it is computed for the lexical candidates only, and it weighs repetition and length.
+    """
+    if p.query.mode != "hybrid" or c.fair is not None or not lang.certain or lang.code is None:
+        return {}
+    same = [pid for pid in ids if c.langs.get(pid) == lang.code]
+    q_terms = list(dict.fromkeys(terms(p.query.text, lang.code)))
+    return snap.store.term_overlap(q_terms, same) if same and q_terms else {}
 
 
 # ---- the searcher -----------------------------------------------------------------------------------
@@ -440,7 +482,7 @@ class Searcher:
             lang = identify(snap, p, qvec, early)
             cands = self._retrieve(snap, p, qvec, lang, early)
             heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
-            fused, evidence = self._sharpen(snap, p, qvec, cands, heads)
+            fused, evidence = self._sharpen(snap, p, qvec, cands, heads, lang)
             hits, has_more = page(p, recency(fused, heads, query.recency_half_life_days), heads)
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
             hits = [(pid, s) for pid, s in hits if pid in rows]
@@ -520,6 +562,7 @@ class Searcher:
         qvec: Vec | None,
         c: Candidates,
         heads: dict[int, tuple[str, str | None]],
+        lang: Language,
     ) -> tuple[list[tuple[int, float]], dict[int, Evidence]]:
         """Score every passage of the leading articles by its best sentence, and reorder by it.
 
@@ -528,7 +571,7 @@ class Searcher:
         """
         if qvec is None or p.query.mode == "lexical":
             return c.fused, {}
-        ids = evidence_ids(snap, p, c.fused, heads)
+        ids, tiers = evidence_ids(snap, p, c.fused, heads)
         missing = [pid for pid in ids if pid not in c.dense]
         if missing:
             more, more_langs = score(snap, qvec, c.fair, missing)
@@ -536,7 +579,8 @@ class Searcher:
             c.langs.update(more_langs)
         heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
         evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
-        return sharpen(c.fused, c.dense, evidence), evidence
+        tier = {pid: tiers.get(heads[pid][0], 0) for pid in ids if pid in heads}
+        return sharpen(c.fused, c.dense, evidence, term_overlap(snap, p, c, lang, ids), tier), evidence
 
     def _highlights(
         self,

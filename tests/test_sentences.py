@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from citesearch.embeddings import Embedder
+from citesearch.index import search
 from citesearch.index.articles import ArticleInput
+from citesearch.index.lexical import terms
 from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.splitter import sentences
@@ -201,5 +203,49 @@ def test_a_semantic_search_encodes_the_question_only(tmp_path: Path) -> None:
         hits = svc.search(SearchQuery(text="harbour budget votes", top_k=3, per_article=3)).hits
         assert hits and all(h.highlight.score is not None for h in hits)
         assert encoder.calls == [("queries", 1)]
+    finally:
+        svc.close()
+
+
+def test_the_questions_rare_words_weigh_only_when_one_language_is_in_play(
+    nvidia: SearchService, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-language search adds TERM_WEIGHT times each passage's share of the best IDF overlap;
+    with other languages in play (fairness), words shared with the question do not count."""
+    question = "How much did the export controls cost Nvidia in charges?"
+    query = SearchQuery(text=question, top_k=4, per_article=4)
+    qvec = embedder.encode_queries([question])[0]
+    with_terms = {h.passage.id: h.score for h in nvidia.search(query, query_vector=qvec).hits}
+    weight = search.TERM_WEIGHT
+    monkeypatch.setattr(search, "TERM_WEIGHT", 0.0)
+    without = {h.passage.id: h.score for h in nvidia.search(query, query_vector=qvec).hits}
+    overlap = nvidia.store.term_overlap(list(dict.fromkeys(terms(question, "en"))), list(with_terms))
+    top = max(overlap.values())
+    assert top > 0 and set(with_terms) == set(without)
+    for pid, s in with_terms.items():
+        assert s - without[pid] == pytest.approx(weight * overlap.get(pid, 0.0) / top, abs=2e-6)
+    best = max(overlap, key=overlap.__getitem__)
+    assert with_terms[best] == pytest.approx(without[best] + weight, abs=2e-6)
+
+
+def test_rare_words_do_not_count_across_languages(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a German article beside the English one the search is language-fair: no term overlap."""
+    german = ArticleInput(
+        id="de-chips",
+        title="Chips",
+        language="de",
+        text="Nvidia verkauft wieder H20 Chips nach China, nachdem Washington Lizenzen erteilt hat.",
+    )
+    svc = _open(tmp_path / "data", embedder, target_tokens=64)
+    try:
+        svc.upsert([NVIDIA, german])
+        question = "How much did the export controls cost Nvidia in charges?"
+        query = SearchQuery(text=question, top_k=5, per_article=5)
+        qvec = embedder.encode_queries([question])[0]
+        scores = [(h.passage.id, h.score) for h in svc.search(query, query_vector=qvec).hits]
+        monkeypatch.setattr(search, "TERM_WEIGHT", 0.0)
+        assert [(h.passage.id, h.score) for h in svc.search(query, query_vector=qvec).hits] == scores
     finally:
         svc.close()
