@@ -70,9 +70,10 @@ SENTENCE_WEIGHT = 0.6
 0.6 over 0.5: XQuAD cross-lingual +0.3, mixed +0.1 MRR@10, monolingual equal (chosen on half the
 questions, bench/results/quality-r2.md)."""
 TERM_WEIGHT = 0.02
-"""Weight of the question's rare words a passage holds (IDF overlap, over its best among the leading
-articles) in the sharpened score, when every candidate is in the question's language (XQuAD
-monolingual, one passage per article: +1.0 MRR@10; see README)."""
+"""Weight of a passage's BM25 (over the best among the leading articles' passages) in the sharpened
+score, when every candidate is in the question's language: BM25 then also takes part in which
+passage an article shows and in the article's score (XQuAD monolingual, one passage per article:
++1.2 MRR@10 with SENTENCE_WEIGHT 0.6, chosen on half the questions; see bench/results/quality-r2.md)."""
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -405,52 +406,50 @@ def evidence_ids(
     return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)], articles
 
 
-def sharpen(
-    fused: list[tuple[int, float]],
-    dense: dict[int, float],
-    evidence: dict[int, Evidence],
-    overlap: dict[int, float] | None = None,
-    tier: dict[int, int] | None = None,
-) -> list[tuple[int, float]]:
-    """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence` (plus
-    TERM_WEIGHT times the passage's term `overlap` over the best one, when given) inside each
-    `tier` of articles (evidence_ids); the rest after.
+def sentence_scores(
+    fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
+) -> dict[int, float]:
+    """`(1 - w) * passage + w * best sentence` for every passage with sentence evidence.
 
     An article's best passage is then the one holding the best sentence unless another passage is
     much closer as a whole, and the article's score is its best passage's (XQuAD: see README).
     """
-    if not evidence:
-        return fused
     base = dict(fused)
-    scored = {
+    return {
         pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
         for pid, ev in evidence.items()
     }
-    top = max((overlap or {}).values(), default=0.0)
-    if overlap and top > 0:
-        for pid in scored:
-            scored[pid] += TERM_WEIGHT * overlap.get(pid, 0.0) / top
+
+
+def sharpen(
+    fused: list[tuple[int, float]],
+    scored: dict[int, float],
+    lexical: dict[int, float] | None = None,
+    tier: dict[int, int] | None = None,
+) -> list[tuple[int, float]]:
+    """Passages with sentence evidence (`scored`, sentence_scores) first, plus TERM_WEIGHT times their
+    `lexical` score over the best one when given, inside each `tier` of articles (evidence_ids); the
+    rest after, as fused."""
+    if not scored:
+        return fused
+    top = max((lexical or {}).values(), default=0.0)
+    if lexical and top > 0:
+        scored = {pid: s + TERM_WEIGHT * lexical.get(pid, 0.0) / top for pid, s in scored.items()}
     tiers = tier or {}
     order = sorted(scored.items(), key=lambda x: (tiers.get(x[0], 0), -x[1], x[0]))
     return order + [(pid, s) for pid, s in fused if pid not in scored]
 
 
-def term_overlap(
-    snap: Snapshot, p: Plan, c: Candidates, lang: Language, ids: Sequence[int]
-) -> dict[int, float]:
-    """The question's terms each passage of `ids` holds, IDF-weighted; hybrid searches only, and only
-    when no passage in another language competes (fairness not in play) and the language is certain.
+def lexical_evidence(p: Plan, c: Candidates, lang: Language, ids: Sequence[int]) -> dict[int, float]:
+    """BM25 of the passages of `ids` (0 when not a lexical candidate), for sharpen; hybrid searches
+    only, and only when no passage in another language competes (fairness not in play).
 
     With other languages in play, words shared with the question would favour its language over
-    better answers in others (XQuAD mixed: -0.3 MRR@10 even inside one article, -2 across them).
-    BM25, which the fused score already holds, helps less here (+0.6 against +1.0 monolingual):
-    it is computed for the lexical candidates only, and it weighs repetition and length.
+    better answers in others; BM25 already reorders the question's language inside its places (fuse).
     """
-    if p.query.mode != "hybrid" or c.fair is not None or not lang.certain or lang.code is None:
+    if p.query.mode != "hybrid" or c.fair is not None or not lang.certain or not c.lexical:
         return {}
-    same = [pid for pid in ids if c.langs.get(pid) == lang.code]
-    q_terms = list(dict.fromkeys(terms(p.query.text, lang.code)))
-    return snap.store.term_overlap(q_terms, same) if same and q_terms else {}
+    return {pid: c.lexical[pid] for pid in ids if pid in c.lexical and c.langs.get(pid) == lang.code}
 
 
 # ---- the searcher -----------------------------------------------------------------------------------
@@ -580,7 +579,8 @@ class Searcher:
         heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
         evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
         tier = {pid: tiers.get(heads[pid][0], 0) for pid in ids if pid in heads}
-        return sharpen(c.fused, c.dense, evidence, term_overlap(snap, p, c, lang, ids), tier), evidence
+        scored = sentence_scores(c.fused, c.dense, evidence)
+        return sharpen(c.fused, scored, lexical_evidence(p, c, lang, list(scored)), tier), evidence
 
     def _highlights(
         self,

@@ -8,7 +8,6 @@ FAISS index is a checkpointed cache of the `vector` column, repaired from this f
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -336,35 +335,6 @@ class SqliteStore:
         total = self._passage_total()
         if total < min_passages:
             return set()
-        return {t for t, df in self._doc_frequencies(terms, total).items() if df > share * total}
-
-    def term_overlap(self, terms: Sequence[str], ids: Sequence[int]) -> dict[int, float]:
-        """For each passage of `ids` holding any of `terms`: the summed IDF of the distinct terms it holds.
-
-        IDF is BM25's, `log(1 + (N - df + 0.5) / (df + 0.5))`, from the same cached document
-        frequencies as `common_terms` (within a tenth of the corpus size: they only weigh terms).
-        Term frequency and passage length do not count: this says which passages share the
-        question's rare words, not how often they repeat them.
-        """
-        wanted = set(terms)
-        if not wanted or not ids:
-            return {}
-        total = self._passage_total()
-        idf = {
-            t: math.log(1 + (total - df + 0.5) / (df + 0.5))
-            for t, df in self._doc_frequencies(sorted(wanted), total).items()
-        }
-        out: dict[int, float] = {}
-        for marks, chunk in _in_chunks(ids):
-            q = f"SELECT rowid, terms FROM passages_fts WHERE rowid IN ({marks})"
-            for pid, text in self._reader.execute(q, chunk).fetchall():
-                held = wanted.intersection(text.split())
-                if held:
-                    out[int(pid)] = sum(idf[t] for t in held)
-        return out
-
-    def _doc_frequencies(self, terms: Sequence[str], total: int) -> dict[str, int]:
-        """Passages holding each term (FTS5 vocabulary), cached until the corpus size moves by a tenth."""
         with self._df_lock:
             if abs(total - self._df_total) > self._df_total / 10 or len(self._df_cache) > 100_000:
                 self._df_cache.clear()
@@ -380,7 +350,7 @@ class SqliteStore:
             dfs.update(fetched)
             with self._df_lock:
                 self._df_cache.update(fetched)
-        return dfs
+        return {t for t, df in dfs.items() if df > share * total}
 
     def _passage_total(self) -> int:
         """Passages of every generation, from the per-language counts (no table scan)."""

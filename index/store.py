@@ -269,7 +269,3 @@ class Store(Protocol):
     def common_terms(self, terms: Sequence[str], share: float, min_passages: int) -> set[str]:
         """The terms found in more than `share` of all passages (none below `min_passages`)."""
         ...
-
-    def term_overlap(self, terms: Sequence[str], ids: Sequence[int]) -> dict[int, float]:
-        """For each passage of `ids` holding any of `terms`: the summed IDF of the distinct terms it holds."""
-        ...

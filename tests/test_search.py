@@ -330,29 +330,3 @@ def test_terms_in_most_passages_are_known_as_common(service: SearchService) -> N
     bridge, engineer = terms("bridge", "en")[0], terms("Strauss", "en")[0]
     assert service.store.common_terms([bridge, engineer], 1 / 3, 0) == {bridge}
     assert service.store.common_terms([bridge, engineer], 1 / 3, 10**6) == set()  # small corpus: keep all
-
-
-def test_term_overlap_sums_the_idf_of_the_distinct_question_terms_a_passage_holds(
-    service: SearchService,
-) -> None:
-    """What the sharpened score adds in a one-language search: rare words count more, repeats once."""
-    store = service.store
-    ids = store.passage_ids(service.state.generation).tolist()
-    strauss, bridge, tea = terms("Strauss", "en")[0], terms("bridge", "en")[0], "nosuchterm"
-    got = store.term_overlap([strauss, bridge, tea], ids)
-    rows = store.passages(ids)
-    holding = {pid for pid, r in rows.items() if set(terms(r.text, r.language)) & {strauss, bridge}}
-    assert set(got) == holding  # a passage holding none of the terms is absent
-    n = len(ids)
-
-    def idf(df: int) -> float:
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-
-    df = {t: sum(t in set(terms(r.text, r.language)) for r in rows.values()) for t in (strauss, bridge)}
-    by_article = {rows[pid].article_id: v for pid, v in got.items()}
-    assert by_article["en-bridge"] == pytest.approx(
-        idf(df[strauss]) + idf(df[bridge])
-    )  # "bridge" twice: once
-    assert by_article["filler-03"] == pytest.approx(idf(df[bridge]))
-    assert idf(df[strauss]) > idf(df[bridge])
-    assert store.term_overlap([], ids) == {} and store.term_overlap([bridge], []) == {}

@@ -13,7 +13,6 @@ import pytest
 from citesearch.embeddings import Embedder
 from citesearch.index import search
 from citesearch.index.articles import ArticleInput
-from citesearch.index.lexical import terms
 from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.splitter import sentences
@@ -207,31 +206,31 @@ def test_a_semantic_search_encodes_the_question_only(tmp_path: Path) -> None:
         svc.close()
 
 
-def test_the_questions_rare_words_weigh_only_when_one_language_is_in_play(
+def test_bm25_sharpens_a_search_where_one_language_is_in_play(
     nvidia: SearchService, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A one-language search adds TERM_WEIGHT times each passage's share of the best IDF overlap;
-    with other languages in play (fairness), words shared with the question do not count."""
+    """A one-language hybrid search adds TERM_WEIGHT times each passage's BM25 over the best one."""
     question = "How much did the export controls cost Nvidia in charges?"
     query = SearchQuery(text=question, top_k=4, per_article=4)
     qvec = embedder.encode_queries([question])[0]
-    with_terms = {h.passage.id: h.score for h in nvidia.search(query, query_vector=qvec).hits}
+    hits = nvidia.search(query, query_vector=qvec).hits
+    with_terms = {h.passage.id: h.score for h in hits}
+    bm25 = {h.passage.id: h.lexical_score or 0.0 for h in hits}
     weight = search.TERM_WEIGHT
     monkeypatch.setattr(search, "TERM_WEIGHT", 0.0)
     without = {h.passage.id: h.score for h in nvidia.search(query, query_vector=qvec).hits}
-    overlap = nvidia.store.term_overlap(list(dict.fromkeys(terms(question, "en"))), list(with_terms))
-    top = max(overlap.values())
-    assert top > 0 and set(with_terms) == set(without)
+    assert set(with_terms) == set(without) and len(hits) == 4, "every passage of the article"
+    top = max(bm25.values())
+    assert top > 0 and weight > 0
     for pid, s in with_terms.items():
-        assert s - without[pid] == pytest.approx(weight * overlap.get(pid, 0.0) / top, abs=2e-6)
-    best = max(overlap, key=overlap.__getitem__)
-    assert with_terms[best] == pytest.approx(without[best] + weight, abs=2e-6)
+        assert s - without[pid] == pytest.approx(weight * bm25[pid] / top, abs=2e-6)
+    assert [h.score for h in hits] == sorted(with_terms.values(), reverse=True)
 
 
-def test_rare_words_do_not_count_across_languages(
+def test_bm25_does_not_sharpen_across_languages(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a German article beside the English one the search is language-fair: no term overlap."""
+    """With a German article beside the English one the search is language-fair: BM25 keeps to fuse."""
     german = ArticleInput(
         id="de-chips",
         title="Chips",
