@@ -65,17 +65,16 @@ NORM_DEPTH = 100
 EVIDENCE_ARTICLES = 10
 """Articles (the best of the fused ranking, more when the page needs more) whose every passage is
 scored by its sentences: which passage of an article is shown is decided among all of them."""
-SENTENCE_WEIGHT = 0.6
+SENTENCE_WEIGHT = 0.5
 """Weight of a passage's best sentence against the passage itself in its score (same query, same space).
-0.6 over 0.5, with TERM_WEIGHT: XQuAD MRR@10 cross-lingual +0.3, mixed +0.1, monolingual +0.2 (chosen
-on half the questions; bench/results/quality-r2.md)."""
+0.6 gained XQuAD MRR@10 +0.3 cross-lingual, +0.1 mixed, +0.2 monolingual (with TERM_WEIGHT), but
+shows the wrong passage of the seed article for its own question (tests/test_service.py): kept 0.5."""
 TERM_WEIGHT = 0.02
 """Weight of a passage's BM25 (over the best among the leading articles' passages) in the sharpened
 score, when every candidate is in the question's language: BM25 then also takes part in which
 passage an article shows and in the article's score (XQuAD monolingual, one passage per article:
-+1.2 MRR@10 over SENTENCE_WEIGHT 0.6 alone, chosen on half the questions; see
-bench/results/quality-r2.md). An IDF overlap of the question's terms read from the store gained
-0.2 more for +0.4 ms p50; in language-fair searches either one favours the question's language."""
++0.6 MRR@10, chosen on half the questions; see bench/results/quality-r2.md). An IDF overlap of the question's terms read from the store gained
+0.3 more for +0.4 ms p50; in language-fair searches either one favours the question's language."""
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
