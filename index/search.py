@@ -66,7 +66,15 @@ EVIDENCE_ARTICLES = 10
 """Articles (the best of the fused ranking, more when the page needs more) whose every passage is
 scored by its sentences: which passage of an article is shown is decided among all of them."""
 SENTENCE_WEIGHT = 0.5
-"""Weight of a passage's best sentence against the passage itself in its score (same query, same space)."""
+"""Weight of a passage's best sentence against the passage itself in its score (same query, same space).
+0.6 gained XQuAD MRR@10 +0.3 cross-lingual, +0.1 mixed, +0.2 monolingual (with TERM_WEIGHT), but
+shows the wrong passage of the seed article for its own question (tests/test_service.py): kept 0.5."""
+TERM_WEIGHT = 0.02
+"""Weight of a passage's BM25 (over the best among the leading articles' passages) in the sharpened
+score, when every candidate is in the question's language: BM25 then also takes part in which
+passage an article shows and in the article's score (XQuAD monolingual, one passage per article:
++0.6 MRR@10, chosen on half the questions; see bench/results/quality-r2.md). An IDF overlap of the question's terms read from the store gained
+0.3 more for +0.4 ms p50; in language-fair searches either one favours the question's language."""
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 
 
@@ -378,37 +386,71 @@ def sentence_evidence(
 
 def evidence_ids(
     snap: Snapshot, p: Plan, fused: list[tuple[int, float]], heads: dict[int, tuple[str, str | None]]
-) -> list[int]:
-    """Every passage (passing the filters) of the best EVIDENCE_ARTICLES articles of the fused ranking."""
-    need = max(EVIDENCE_ARTICLES, p.query.offset + p.query.top_k)
-    articles: dict[str, None] = {}
+) -> tuple[list[int], dict[str, int]]:
+    """Every passage (passing the filters) of the leading articles of the fused ranking, and each
+    article's tier: its fused rank // EVIDENCE_ARTICLES.
+
+    Whole tiers of EVIDENCE_ARTICLES articles, as many as the page reaches: sentence evidence
+    reorders articles inside a tier only, so every page of a ranking sees the same order.
+    """
+    reach = max(p.query.offset + p.query.top_k, 1)
+    need = -(-reach // EVIDENCE_ARTICLES) * EVIDENCE_ARTICLES
+    articles: dict[str, int] = {}
     for pid, _ in fused:
         if pid in heads:
-            articles.setdefault(heads[pid][0])
+            articles.setdefault(heads[pid][0], len(articles) // EVIDENCE_ARTICLES)
             if len(articles) >= need:
                 break
     if not articles:
-        return []
+        return [], {}
     filters = replace(p.query.filters, article_ids=tuple(articles))
-    return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)]
+    return [int(i) for i in snap.store.filtered_ids(snap.state.generation, filters)], articles
 
 
-def sharpen(
+def sentence_scores(
     fused: list[tuple[int, float]], dense: dict[int, float], evidence: dict[int, Evidence]
-) -> list[tuple[int, float]]:
-    """Passages with sentence evidence first, by `(1 - w) * passage + w * best sentence`; the rest after.
+) -> dict[int, float]:
+    """`(1 - w) * passage + w * best sentence` for every passage with sentence evidence.
 
     An article's best passage is then the one holding the best sentence unless another passage is
     much closer as a whole, and the article's score is its best passage's (XQuAD: see README).
     """
-    if not evidence:
-        return fused
     base = dict(fused)
-    scored = {
+    return {
         pid: (1 - SENTENCE_WEIGHT) * base.get(pid, dense.get(pid, 0.0)) + SENTENCE_WEIGHT * ev.similarity
         for pid, ev in evidence.items()
     }
-    return ranked(scored) + [(pid, s) for pid, s in fused if pid not in scored]
+
+
+def sharpen(
+    fused: list[tuple[int, float]],
+    scored: dict[int, float],
+    lexical: dict[int, float] | None = None,
+    tier: dict[int, int] | None = None,
+) -> list[tuple[int, float]]:
+    """Passages with sentence evidence (`scored`, sentence_scores) first, plus TERM_WEIGHT times their
+    `lexical` score over the best one when given, inside each `tier` of articles (evidence_ids); the
+    rest after, as fused."""
+    if not scored:
+        return fused
+    top = max((lexical or {}).values(), default=0.0)
+    if lexical and top > 0:
+        scored = {pid: s + TERM_WEIGHT * lexical.get(pid, 0.0) / top for pid, s in scored.items()}
+    tiers = tier or {}
+    order = sorted(scored.items(), key=lambda x: (tiers.get(x[0], 0), -x[1], x[0]))
+    return order + [(pid, s) for pid, s in fused if pid not in scored]
+
+
+def lexical_evidence(p: Plan, c: Candidates, lang: Language, ids: Sequence[int]) -> dict[int, float]:
+    """BM25 of the passages of `ids` (0 when not a lexical candidate), for sharpen; hybrid searches
+    only, and only when no passage in another language competes (fairness not in play).
+
+    With other languages in play, words shared with the question would favour its language over
+    better answers in others; BM25 already reorders the question's language inside its places (fuse).
+    """
+    if p.query.mode != "hybrid" or c.fair is not None or not lang.certain or not c.lexical:
+        return {}
+    return {pid: c.lexical[pid] for pid in ids if pid in c.lexical and c.langs.get(pid) == lang.code}
 
 
 # ---- the searcher -----------------------------------------------------------------------------------
@@ -440,7 +482,7 @@ class Searcher:
             lang = identify(snap, p, qvec, early)
             cands = self._retrieve(snap, p, qvec, lang, early)
             heads = snap.store.passage_heads([pid for pid, _ in cands.fused[: p.depth]])
-            fused, evidence = self._sharpen(snap, p, qvec, cands, heads)
+            fused, evidence = self._sharpen(snap, p, qvec, cands, heads, lang)
             hits, has_more = page(p, recency(fused, heads, query.recency_half_life_days), heads)
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
             hits = [(pid, s) for pid, s in hits if pid in rows]
@@ -520,6 +562,7 @@ class Searcher:
         qvec: Vec | None,
         c: Candidates,
         heads: dict[int, tuple[str, str | None]],
+        lang: Language,
     ) -> tuple[list[tuple[int, float]], dict[int, Evidence]]:
         """Score every passage of the leading articles by its best sentence, and reorder by it.
 
@@ -528,7 +571,7 @@ class Searcher:
         """
         if qvec is None or p.query.mode == "lexical":
             return c.fused, {}
-        ids = evidence_ids(snap, p, c.fused, heads)
+        ids, tiers = evidence_ids(snap, p, c.fused, heads)
         missing = [pid for pid in ids if pid not in c.dense]
         if missing:
             more, more_langs = score(snap, qvec, c.fair, missing)
@@ -536,7 +579,9 @@ class Searcher:
             c.langs.update(more_langs)
         heads.update(snap.store.passage_heads([pid for pid in ids if pid not in heads]))
         evidence = sentence_evidence(snap, qvec, c.fair, c.langs, ids)
-        return sharpen(c.fused, c.dense, evidence), evidence
+        tier = {pid: tiers.get(heads[pid][0], 0) for pid in ids if pid in heads}
+        scored = sentence_scores(c.fused, c.dense, evidence)
+        return sharpen(c.fused, scored, lexical_evidence(p, c, lang, list(scored)), tier), evidence
 
     def _highlights(
         self,

@@ -13,7 +13,13 @@ from citesearch.embeddings import Embedder
 from citesearch.index.articles import ArticleInput
 from citesearch.index.fairness import load_reference
 from citesearch.index.lexical import LEXICAL_VERSION, terms
-from citesearch.index.search import SENTENCE_WEIGHT, HighlightMode, SearchOutcome, SearchQuery
+from citesearch.index.search import (
+    EVIDENCE_ARTICLES,
+    SENTENCE_WEIGHT,
+    HighlightMode,
+    SearchOutcome,
+    SearchQuery,
+)
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Filters
 
@@ -127,7 +133,16 @@ def test_fair_scores_are_exact_cosines_of_centred_projected_vectors(service: Sea
         best = float(np.max(fq.rescore(sents[pid].vectors, [lang_of[pid]] * len(sents[pid]))))
         assert h.dense_score == pytest.approx(by_id[pid], abs=1e-5)
         assert h.score == pytest.approx((1 - SENTENCE_WEIGHT) * by_id[pid] + SENTENCE_WEIGHT * best, abs=1e-5)
-    assert [h.score for h in out.hits] == sorted((h.score for h in out.hits), reverse=True)
+    # Sentence evidence reorders whole tiers of EVIDENCE_ARTICLES articles (so pages agree): scores
+    # descend inside each tier, and the tiers follow the passage-level (fused) order of their articles.
+    tier: dict[str, int] = {}
+    for h in service.search(SearchQuery(text=question, top_k=50, mode="dense", per_article=1)).hits:
+        tier.setdefault(h.passage.article_id, len(tier) // EVIDENCE_ARTICLES)
+    tiers = [tier[h.passage.article_id] for h in out.hits]
+    assert tiers == sorted(tiers) and max(tiers) >= 1
+    for t in set(tiers):
+        scores = [h.score for h, ht in zip(out.hits, tiers, strict=True) if ht == t]
+        assert scores == sorted(scores, reverse=True)
 
 
 def test_means_follow_writes_and_deletes(embedder: Embedder, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from citesearch.embeddings import Embedder
+from citesearch.index import search
 from citesearch.index.articles import ArticleInput
 from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
@@ -204,5 +205,49 @@ def test_a_semantic_search_encodes_the_question_only(tmp_path: Path) -> None:
         hits = svc.search(SearchQuery(text="harbour budget votes", top_k=3, per_article=3)).hits
         assert hits and all(h.highlight.score is not None for h in hits)
         assert encoder.calls == [("queries", 1)]
+    finally:
+        svc.close()
+
+
+def test_bm25_sharpens_a_search_where_one_language_is_in_play(
+    nvidia: SearchService, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-language hybrid search adds TERM_WEIGHT times each passage's BM25 over the best one."""
+    question = "How much did the export controls cost Nvidia in charges?"
+    query = SearchQuery(text=question, top_k=4, per_article=4)
+    qvec = embedder.encode_queries([question])[0]
+    hits = nvidia.search(query, query_vector=qvec).hits
+    with_terms = {h.passage.id: h.score for h in hits}
+    bm25 = {h.passage.id: h.lexical_score or 0.0 for h in hits}
+    weight = search.TERM_WEIGHT
+    monkeypatch.setattr(search, "TERM_WEIGHT", 0.0)
+    without = {h.passage.id: h.score for h in nvidia.search(query, query_vector=qvec).hits}
+    assert set(with_terms) == set(without) and len(hits) == 4, "every passage of the article"
+    top = max(bm25.values())
+    assert top > 0 and weight > 0
+    for pid, s in with_terms.items():
+        assert s - without[pid] == pytest.approx(weight * bm25[pid] / top, abs=2e-6)
+    assert [h.score for h in hits] == sorted(with_terms.values(), reverse=True)
+
+
+def test_bm25_does_not_sharpen_across_languages(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a German article beside the English one the search is language-fair: BM25 keeps to fuse."""
+    german = ArticleInput(
+        id="de-chips",
+        title="Chips",
+        language="de",
+        text="Nvidia verkauft wieder H20 Chips nach China, nachdem Washington Lizenzen erteilt hat.",
+    )
+    svc = _open(tmp_path / "data", embedder, target_tokens=64)
+    try:
+        svc.upsert([NVIDIA, german])
+        question = "How much did the export controls cost Nvidia in charges?"
+        query = SearchQuery(text=question, top_k=5, per_article=5)
+        qvec = embedder.encode_queries([question])[0]
+        scores = [(h.passage.id, h.score) for h in svc.search(query, query_vector=qvec).hits]
+        monkeypatch.setattr(search, "TERM_WEIGHT", 0.0)
+        assert [(h.passage.id, h.score) for h in svc.search(query, query_vector=qvec).hits] == scores
     finally:
         svc.close()
