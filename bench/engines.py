@@ -90,12 +90,20 @@ class Reference:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        self.torch = torch
         self.st = SentenceTransformer(path, device="cpu", local_files_only=True).eval().to(torch.bfloat16)
 
+    def _threads(self) -> None:
+        # The library's own default, every call: our torch engine sets the process-wide count to 1
+        # after a question, which ran the library on one core in earlier runs of this bench.
+        self.torch.set_num_threads(len(os.sched_getaffinity(0)))
+
     def encode_passages(self, t: list[str]) -> Any:
+        self._threads()
         return self.st.encode(["passage: " + x for x in t], batch_size=16, normalize_embeddings=True)
 
     def encode_queries(self, t: list[str]) -> Any:
+        self._threads()
         return self.st.encode(["query: " + x for x in t], normalize_embeddings=True)
 
 
