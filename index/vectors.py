@@ -27,9 +27,22 @@ import numpy.typing as npt
 
 _faiss: Any = faiss  # the bundled stubs lack the search-parameter classes
 
-# One query at a time: FAISS's OpenMP pool only adds contention with torch's threads on the hot path
-# (measured: flat k=100 over 2k passages, 12 ms with the default pool, 0.2 ms with one thread).
+# One query at a time: FAISS's OpenMP pool only adds contention with the model's threads on the hot
+# path (measured: flat k=100 over 2k passages, 12 ms with the default pool, 0.2 ms with one thread).
+# OpenMP keeps the thread count per calling thread, and a thread Python starts begins at the
+# process default (every core), so each thread that calls FAISS pins itself first (_one_thread):
+# pinned only at import, searches from the server's worker threads still ran FAISS on 2 OpenMP
+# threads whose spinning slowed the model's next pass (HTTP search p50 8.9 -> 7.6 ms pinned).
 faiss.omp_set_num_threads(1)
+_pinned = threading.local()
+
+
+def _one_thread() -> None:
+    """Run this thread's FAISS calls on one OpenMP thread (once per thread)."""
+    if not getattr(_pinned, "done", False):
+        faiss.omp_set_num_threads(1)
+        _pinned.done = True
+
 
 LANG_SLOTS = 32
 """Language slots appended to every vector; languages beyond the last slot share it."""
@@ -104,6 +117,7 @@ class VectorIndex:
             return
         if vectors.shape[1] != self.dim:
             raise ValueError(f"vector dimension {vectors.shape[1]} != index dimension {self.dim}")
+        _one_thread()
         self._index.add_with_ids(self._augment(vectors, languages), np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: npt.NDArray[np.int64] | list[int]) -> int:
@@ -112,6 +126,7 @@ class VectorIndex:
         if len(arr) == 0:
             return 0
         if self.kind == "flat":
+            _one_thread()
             return int(self._index.remove_ids(arr))
         present = set(self.ids().tolist())
         gone = {int(i) for i in arr if int(i) in present}
@@ -174,6 +189,7 @@ class VectorIndex:
                 params.sel = sel
         elif sel is not None:
             params = _faiss.SearchParameters(sel=sel)
+        _one_thread()
         scores, ids = self._index.search(q, k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep].astype(np.float32), ids[0][keep].astype(np.int64)

@@ -57,3 +57,33 @@ def test_the_real_embedder_reports_a_thread_count_it_can_run(embedder: Embedder)
     for _ in range(EXPLORE_FIRST + BURST):
         embedder.encode_queries(["Does the H20 have a backdoor?"])
     assert embedder.query_threads in {1, max(1, len(os.sched_getaffinity(0)))}
+
+
+def test_faiss_runs_on_one_openmp_thread_in_every_thread_that_calls_it() -> None:
+    """OpenMP keeps its thread count per calling thread: pinning at import did not reach the server's
+    worker threads, whose FAISS searches then ran on every core (and spun against the model's)."""
+    import threading
+
+    import faiss
+    import numpy as np
+
+    from citesearch.index.vectors import VectorIndex
+
+    index = VectorIndex(8)
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((50, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index.add(np.arange(50, dtype=np.int64), vecs, ["en"] * 50)
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        seen["before"] = faiss.omp_get_max_threads()
+        _, ids = index.search(vecs[3], 5)
+        seen["after"] = faiss.omp_get_max_threads()
+        seen["top"] = int(ids[0])
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["after"] == 1 and seen["top"] == 3
+    assert seen["before"] == max(1, len(os.sched_getaffinity(0))) or os.environ.get("OMP_NUM_THREADS")
