@@ -65,9 +65,9 @@ def require_read(request: Request) -> None:
         _require(request, settings.read_key, settings.api_key)
 
 
-# FastAPI runs a plain `def` dependency in the threadpool: one thread hop per dependency per request
-# (measured: ~0.4 ms each on 2 cores). These read request state and never block, so they run on
-# the event loop.
+# FastAPI runs a plain `def` dependency in the threadpool: one thread hop per dependency per request.
+# These read request state and never block, so they run on the event loop (the gain was within the
+# noise of a single-client measurement; it grows with concurrent requests, which share the pool).
 async def _state_dep(request: Request) -> AppState:
     return get_state(request)
 
