@@ -77,14 +77,5 @@ class ThreadChooser:
         else:
             self._interval = min(self._interval * 2, EXPLORE_MAX)
 
-    def snapshot(self) -> dict[str, object]:
-        """What it measured, for /v1/stats: median µs per padded token per option and the current pick."""
-        return {
-            "query_threads": self._current,
-            "us_per_token": {
-                str(t): round(1e6 * statistics.median(c), 2) if c else None for t, c in self._costs.items()
-            },
-        }
-
 
 __all__ = ["ThreadChooser"]

@@ -42,9 +42,6 @@ def test_follows_the_machine_when_the_costs_change() -> None:
     assert chooser.current == 2
     drive(chooser, {2: 4.0, 1: 2.0}, 2 * EXPLORE_MAX + 10)  # another process holds a core
     assert chooser.current == 1
-    snap = chooser.snapshot()
-    assert snap["query_threads"] == 1
-    assert snap["us_per_token"] == {"2": 4e6, "1": 2e6}
 
 
 def test_one_option_never_tries_anything_else() -> None:
