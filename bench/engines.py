@@ -38,14 +38,13 @@ from bench import perf
 from bench.perf import machine, rss_bytes, serve
 from bench.quality import (
     EVAL,
-    LANGS,
     CachingEmbedder,
     Outcome,
-    Question,
     build,
     evaluate,
     load,
     safe_id,
+    settings,
     summarise,
 )
 from citesearch.embeddings import Embedder, load_embedder
@@ -199,41 +198,20 @@ def rss_worker(name: str, model: Path) -> None:
 def mrr_run(emb: Embedder, sample: int) -> dict[str, float]:
     """Dense MRR@10: cross-lingual (mean over L→en and en→zh) and mixed (seed 0)."""
     docs, questions = load()
-    by_lang_qid = {(q.language, q.qid): q for q in questions}
     qids = set(random.Random(0).sample(sorted({q.qid for q in questions}), sample))
     questions = [q for q in questions if q.qid in qids]
     cache = CachingEmbedder(emb)
     per: dict[str, dict[str, list[Outcome]]] = {}
-
-    def run(name: str, ds: list[Any], qs: list[tuple[Question, str, tuple[int, int]]]) -> None:
-        svc, _ = build(cache, ds, True)
+    for setting in settings(docs, questions, {"crosslingual", "mixed"}, seeds=(0,)):
+        svc, _ = build(cache, setting.docs, setting.neutral)
         try:
-            per[name] = evaluate(svc, cache, qs, ["dense"])["dense"]
+            per[setting.name] = evaluate(svc, cache, setting.questions, ["dense"])["dense"]
         finally:
             svc.close()
-
-    for target in ("en", "zh"):
-        ds = [d for d in docs.values() if d.language == target]
-        src = [lang for lang in LANGS if lang != "en"] if target == "en" else ["en"]
-        qs = []
-        for q in questions:
-            if q.language in src:
-                gold = by_lang_qid[(target, q.qid)]
-                qs.append((q, safe_id(gold.article_id), gold.answer_span))
-        run(f"cross->{target}", ds, qs)
-    titles = sorted({d.title for d in docs.values()})
-    rnd = random.Random(0)
-    drawn = {t: rnd.choice(LANGS) for t in titles}
-    title_of = {d.id: d.title for d in docs.values()}
-    qs = []
-    for q in questions:
-        gold = by_lang_qid[(drawn[title_of[q.article_id]], q.qid)]
-        qs.append((q, safe_id(gold.article_id), gold.answer_span))
-    run("mixed", [d for d in docs.values() if drawn[d.title] == d.language], qs)
-    cross = [summarise(r)["MRR@10"] for r in per["cross->en"].values()] + [
-        summarise(per["cross->zh"]["en"])["MRR@10"]
+    cross = [summarise(r)["MRR@10"] for r in per["crosslingual->en"].values()] + [
+        summarise(per["crosslingual->zh"]["en"])["MRR@10"]
     ]
-    mixed = summarise([r for ranks in per["mixed"].values() for r in ranks])["MRR@10"]
+    mixed = summarise([r for ranks in per["mixed-seed0"].values() for r in ranks])["MRR@10"]
     return {"crosslingual": round(statistics.mean(cross), 2), "mixed": round(mixed, 2)}
 
 

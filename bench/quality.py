@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,51 @@ def load() -> tuple[dict[str, Doc], list[Question]]:
 
 def safe_id(doc_id: str) -> str:
     return doc_id.replace("/", "-")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One index of the protocol and the questions asked of it, each with its target article and span."""
+
+    name: str
+    docs: list[Doc]
+    questions: list[tuple[Question, str, tuple[int, int]]]
+    neutral: bool  # neutral titles ("Article 7"): the English titles would leak across languages
+
+
+def settings(
+    docs: dict[str, Doc], questions: Sequence[Question], wanted: set[str], seeds: Sequence[int] = (0, 1, 2)
+) -> Iterator[Setting]:
+    """The protocol's settings (../shared/eval/README.md) among `wanted`: monolingual (one index per
+    language), crosslingual->en and ->zh, mixed-seed<N> (each article once, in a drawn language)."""
+    by_lang_qid = {(q.language, q.qid): q for q in questions}
+
+    def target(q: Question, lang: str) -> tuple[Question, str, tuple[int, int]]:
+        gold = by_lang_qid[(lang, q.qid)]
+        return q, safe_id(gold.article_id), gold.answer_span
+
+    if "monolingual" in wanted:
+        for lang in LANGS:
+            ds = [d for d in docs.values() if d.language == lang]
+            yield Setting(
+                "monolingual", ds, [target(q, lang) for q in questions if q.language == lang], False
+            )
+    if "crosslingual" in wanted:
+        for lang in ("en", "zh"):
+            ds = [d for d in docs.values() if d.language == lang]
+            src = [x for x in LANGS if x != "en"] if lang == "en" else ["en"]
+            yield Setting(
+                f"crosslingual->{lang}", ds, [target(q, lang) for q in questions if q.language in src], True
+            )
+    if "mixed" in wanted:
+        titles = sorted({d.title for d in docs.values()})
+        title_of = {d.id: d.title for d in docs.values()}
+        for seed in seeds:
+            rnd = random.Random(seed)
+            drawn = {t: rnd.choice(LANGS) for t in titles}
+            ds = [d for d in docs.values() if drawn[d.title] == d.language]
+            qs = [target(q, drawn[title_of[q.article_id]]) for q in questions]
+            yield Setting(f"mixed-seed{seed}", ds, qs, True)
 
 
 def build(embedder: CachingEmbedder, docs: Sequence[Doc], neutral_titles: bool) -> tuple[SearchService, Path]:
@@ -249,7 +294,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     modes: list[Mode] = [m for m in MODES if m in args.modes.split(",")]
     docs, questions = load()
-    by_lang_qid = {(q.language, q.qid): q for q in questions}
     qids = sorted({q.qid for q in questions})
     if args.sample:
         qids = random.Random(0).sample(qids, args.sample)
@@ -292,35 +336,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
 
-    wanted = set(args.settings.split(","))
-    if "monolingual" in wanted:
-        for lang in LANGS:
-            ds = [d for d in docs.values() if d.language == lang]
-            qs = [(q, safe_id(q.article_id), q.answer_span) for q in questions if q.language == lang]
-            run("monolingual", ds, qs, neutral=False)
-    if "crosslingual" in wanted:
-        for target in ("en", "zh"):
-            ds = [d for d in docs.values() if d.language == target]
-            src_langs = [lang for lang in LANGS if lang != "en"] if target == "en" else ["en"]
-            qs = []
-            for q in questions:
-                if q.language in src_langs:
-                    gold = by_lang_qid[(target, q.qid)]
-                    qs.append((q, safe_id(gold.article_id), gold.answer_span))
-            run(f"crosslingual->{target}", ds, qs, neutral=True)
-    if "mixed" in wanted:
-        titles = sorted({d.title for d in docs.values()})
-        for seed in (0, 1, 2):
-            rnd = random.Random(seed)
-            drawn = {t: rnd.choice(LANGS) for t in titles}
-            ds = [d for d in docs.values() if drawn[d.title] == d.language]
-            title_of = {d.id: d.title for d in docs.values()}
-            qs = []
-            for q in questions:
-                lang = drawn[title_of[q.article_id]]
-                gold = by_lang_qid[(lang, q.qid)]
-                qs.append((q, safe_id(gold.article_id), gold.answer_span))
-            run(f"mixed-seed{seed}", ds, qs, neutral=True)
+    for setting in settings(docs, questions, set(args.settings.split(","))):
+        run(setting.name, setting.docs, setting.questions, neutral=setting.neutral)
 
     table: dict[str, dict[str, Any]] = {}
     groups = {

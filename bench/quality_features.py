@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.quality import LANGS, CachingEmbedder, Doc, Question, build, load, safe_id
+from bench.quality import CachingEmbedder, Doc, Question, build, load, settings
 from citesearch.embeddings import load_embedder
 from citesearch.index.lexical import terms
 from citesearch.index.search import SearchQuery, identify, plan
@@ -179,7 +179,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     docs, questions = load()
-    by_lang_qid = {(q.language, q.qid): q for q in questions}
     qids = sorted({q.qid for q in questions})
     if args.sample:
         qids = random.Random(0).sample(qids, args.sample)
@@ -202,38 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             svc.close()
         print(f"  {name}: {len(qs)} questions ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
 
-    wanted = set(args.settings.split(","))
-    if "monolingual" in wanted:
-        for lang in LANGS:
-            ds = [d for d in docs.values() if d.language == lang]
-            run(
-                "monolingual",
-                ds,
-                [(q, safe_id(q.article_id), q.answer_span) for q in questions if q.language == lang],
-                False,
-            )
-    if "crosslingual" in wanted:
-        for target in ("en", "zh"):
-            ds = [d for d in docs.values() if d.language == target]
-            src = [x for x in LANGS if x != "en"] if target == "en" else ["en"]
-            qs = []
-            for q in questions:
-                if q.language in src:
-                    gold = by_lang_qid[(target, q.qid)]
-                    qs.append((q, safe_id(gold.article_id), gold.answer_span))
-            run(f"crosslingual->{target}", ds, qs, True)
-    if "mixed" in wanted:
-        titles = sorted({d.title for d in docs.values()})
-        title_of = {d.id: d.title for d in docs.values()}
-        for seed in (0, 1, 2):
-            rnd = random.Random(seed)
-            drawn = {t: rnd.choice(LANGS) for t in titles}
-            ds = [d for d in docs.values() if drawn[d.title] == d.language]
-            qs = []
-            for q in questions:
-                gold = by_lang_qid[(drawn[title_of[q.article_id]], q.qid)]
-                qs.append((q, safe_id(gold.article_id), gold.answer_span))
-            run(f"mixed-seed{seed}", ds, qs, True)
+    for setting in settings(docs, questions, set(args.settings.split(","))):
+        run(setting.name, setting.docs, setting.questions, setting.neutral)
     emb.save()
     p = np.vstack(acc["p"])
     s = np.vstack(acc["s"])
