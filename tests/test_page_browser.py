@@ -300,6 +300,35 @@ def test_hostile_text_stays_text_in_the_browser(server: str, page: Page) -> None
     assert page.locator("#results script, #results img, #results b").count() == 0
 
 
+def test_a_late_refusal_of_an_older_key_keeps_the_key_entered_since(keyed_server: str, page: Page) -> None:
+    """The wrong key's search is answered (401) only after the right key is in: that stale
+    refusal must not wipe the new key nor ask for one again."""
+    held: list[Route] = []
+
+    def hold_first_search(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r".*/v1/search\?.*"), hold_first_search)
+    page.goto(keyed_server + "/?q=" + QUESTION_ZH)
+    expect(page.locator("#key-prompt")).to_be_visible()
+    page.keyboard.type("wrong-key-0123456789")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-message")).to_contain_text("refused")  # /ui/status refused it
+    page.keyboard.type(KEY)
+    page.keyboard.press("Enter")
+    expect(page.locator("#results .title-link").first).to_have_text("英伟达回应:没后门")
+    with page.expect_response(lambda r: "/v1/search" in r.url and r.status == 401):
+        held[0].continue_()
+    page.locator("#q").fill("H20 backdoor")  # a search after the stale refusal, with the key kept
+    page.locator("#q").press("Enter")
+    expect(page.locator("#results .title-link").first).to_have_text("英伟达回应:没后门")
+    expect(page.locator("#key-prompt")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('citesearch.readKey')") == KEY
+
+
 def test_a_read_key_is_asked_for_and_kept_for_the_session(keyed_server: str, page: Page) -> None:
     page.goto(keyed_server + "/?q=" + QUESTION_ZH)
     expect(page.locator("#key-prompt")).to_be_visible()

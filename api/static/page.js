@@ -23,7 +23,9 @@
     if (key) opts.headers["Authorization"] = "Bearer " + key;
     const resp = await fetch(path, opts);
     if (resp.status === 401) {
-      askForKey(key ? "That key was refused; enter the read key again." : null);
+      // A refusal of an older key (a slow request sent before the reader entered a new one) must
+      // not wipe the key entered since.
+      if (storedKey() === key) askForKey(key ? "That key was refused; enter the read key again." : null);
       throw new KeyNeeded("a read key is needed");
     }
     return resp;
