@@ -252,4 +252,5 @@ def stats(s: ServiceStats) -> Stats:
         cluster=None if s.cluster is None else ClusterStats(**dataclasses.asdict(s.cluster)),
         engine=s.engine,
         query_threads=s.query_threads,
+        query_shapes=list(s.query_shapes),
     )

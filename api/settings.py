@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto", description="Inference precision (auto: the fastest faithful one measured on this CPU)."
     )
+    query_shapes: int = Field(
+        4,
+        ge=0,
+        le=7,
+        description=(
+            "Question widths (16, 24, 32, ... tokens) the OpenVINO engine also compiles with fixed shapes:"
+            " a lone question runs ~1.4 ms faster on one thread; each costs ~65 MB. 0 turns them off."
+        ),
+    )
     database_url: str | None = Field(
         None, description="PostgreSQL URL: the cluster's store of record (unset: embedded SQLite only)."
     )
@@ -146,6 +155,7 @@ class Settings(BaseSettings):
             engine=self.embed_engine,
             precision=self.embed_precision,
             batch_size=self.embed_batch_size,
+            query_shapes=self.query_shapes,
         )
 
     def models_root(self) -> Path:

@@ -26,7 +26,7 @@ from citesearch.embeddings.engine_cache import (
     ir_path,
     read_engines_manifest,
 )
-from citesearch.embeddings.engines import Forward, OpenVINOForward, TorchForward
+from citesearch.embeddings.engines import FIXED_AFTER, Forward, OpenVINOForward, TorchForward
 from citesearch.embeddings.errors import ModelError
 from citesearch.embeddings.prepare import (
     DEFAULT_MODEL_ID,
@@ -51,6 +51,10 @@ WINDOW_OVERLAP = 64
 # random shapes, RSS +714 MB and rising; the same passes in these buckets stay bounded).
 ROW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 SMALL_WIDTH_STEP, WIDTH_STEP, SMALL_WIDTH = 8, 32, 64
+DEFAULT_QUERY_SHAPES = 4
+"""Question widths OpenVINO compiles with fixed shapes (16, 24, 32, 40 tokens: 99.3% of the XQuAD
+questions in 12 languages fit; each copy costs about 65 MB and saves ~1.4 ms a question on one
+thread). Compiled on first use. See engines.OpenVINOForward."""
 E5_PROMPTS = ("query: ", "passage: ")
 _torch_lock = threading.Lock()
 _torch_configured = False
@@ -177,11 +181,27 @@ class Embedder:
         """Threads a question's forward pass runs on now (measured; see embeddings/threads.py)."""
         return self._query_threads.current
 
+    @property
+    def query_shapes(self) -> tuple[int, ...]:
+        """Question widths (tokens) whose fixed-shape copy is compiled and in use now (OpenVINO)."""
+        widths: tuple[int, ...] = getattr(self._forward, "static_widths", ())
+        return widths
+
+    def warm_query_shapes(self, questions: list[str], timeout: float = 300.0) -> tuple[int, ...]:
+        """Ask each question twice alone, then wait for the fixed-shape copies that asked for
+        (benchmarks: time a warm engine). Returns the widths in use."""
+        for text in questions * FIXED_AFTER:
+            self.encode_queries([text])
+        wait = getattr(self._forward, "wait_compiled", None)
+        if wait is not None:
+            wait(timeout)
+        return self.query_shapes
+
     # ------------------------------------------------------------------ public API
 
     def encode_queries(self, texts: list[str]) -> Vectors:
         """Embed search queries (with the model's query prompt); shape (n, dim), float32, unit length."""
-        return self._encode([self.query_prompt + t for t in texts], self.query_prompt)
+        return self._encode([self.query_prompt + t for t in texts], self.query_prompt, query=True)
 
     def encode_passages(self, texts: list[str]) -> Vectors:
         """Embed passages (with the model's passage prompt); shape (n, dim), float32, unit length."""
@@ -273,7 +293,7 @@ class Embedder:
         starts = [round(i * (len(body) - size) / (n - 1)) for i in range(n)]
         return [prefix + body[s : s + size] + suffix for s in starts]
 
-    def _encode(self, texts: list[str], prompt: str) -> Vectors:
+    def _encode(self, texts: list[str], prompt: str, *, query: bool = False) -> Vectors:
         """Tokenize, window the over-long, embed sorted by length, average windows, L2-normalise."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -284,7 +304,7 @@ class Embedder:
             parts = [ids] if len(ids) <= self.max_tokens else self._windows(texts[i], prompt)
             seqs.extend(parts)
             owner.extend([i] * len(parts))
-        pooled = self._embed_ids(seqs)
+        pooled = self._embed_ids(seqs, query=query)
         out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
         np.add.at(out, np.asarray(owner), pooled.astype(np.float64))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -314,8 +334,9 @@ class Embedder:
         )
         return padded_rows, padded_width
 
-    def _embed_ids(self, seqs: list[list[int]]) -> Vectors:
-        """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length."""
+    def _embed_ids(self, seqs: list[list[int]], *, query: bool = False) -> Vectors:
+        """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length
+        (`query`: questions, whose lone passes may run on fixed shapes)."""
         result: Vectors | None = None
         with _inference_lock:
             for idx in self._batches(seqs):
@@ -330,7 +351,7 @@ class Embedder:
                     input_ids[row, :n] = seqs[i]
                     mask[row, :n] = 1
                 t0 = time.perf_counter()
-                emb = self._forward(input_ids, mask, threads)[: len(idx)]
+                emb = self._forward(input_ids, mask, threads, fixed_shape=query and rows == 1)[: len(idx)]
                 if small:
                     self._query_threads.record(threads, time.perf_counter() - t0, rows * width)
                 if result is None:
@@ -365,6 +386,15 @@ def _resolve(model: str | Path | None, models_dir: Path | None) -> tuple[str, Pa
     return text, None
 
 
+def query_shape_widths(count: int) -> tuple[int, ...]:
+    """The first `count` question widths of the shape grid from 16 tokens (8 pads up to 16), at most
+    up to SMALL_WIDTH: one-thread passes of one question at these widths run with fixed shapes."""
+    if count < 0:
+        raise ModelError(f"query shapes {count}: expected 0 or more")
+    first = 2 * SMALL_WIDTH_STEP
+    return tuple(w for w in range(first, SMALL_WIDTH + 1, SMALL_WIDTH_STEP))[:count]
+
+
 def load_embedder(
     model: str | Path | None = None,
     *,
@@ -373,12 +403,15 @@ def load_embedder(
     precision: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     engines_dir: Path | None = None,
+    query_shapes: int = DEFAULT_QUERY_SHAPES,
 ) -> Embedder:
     """Load an Embedder: None means the prepared default under `models_dir`; a path or a hub id otherwise.
 
     `engine` (auto, torch, openvino) and `precision` (auto, fp32, bf16, int8) are resolved against
     the engines `citesearch model prepare` built and measured beside a local model (`engines_dir`
-    overrides where they are): `auto` is the fastest faithful one measured on this machine. Local
+    overrides where they are): `auto` is the fastest faithful one measured on this machine.
+    `query_shapes`: how many question widths OpenVINO also compiles with fixed shapes
+    (query_shape_widths; 0 for none; torch ignores it). Local
     directories load with `local_files_only` (nothing touches the network); a string that is not
     an existing path is treated as a hub id and may download (torch only).
     """
@@ -400,7 +433,7 @@ def load_embedder(
         model_id = DEFAULT_MODEL_ID
     if choice.engine == "openvino":
         assert path is not None and engines_dir is not None  # choose() needs a manifest for OpenVINO
-        parts = _openvino_parts(name, path, engines_dir, choice.precision)
+        parts = _openvino_parts(name, path, engines_dir, choice.precision, query_shape_widths(query_shapes))
     else:
         parts = _torch_parts(name, path, choice.precision)
     forward, tokenizer, configured, max_tokens, pad_id = parts
@@ -478,7 +511,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _openvino_parts(name: str, path: Path, engines_dir: Path, precision: str) -> _Parts:
+def _openvino_parts(
+    name: str, path: Path, engines_dir: Path, precision: str, static_widths: tuple[int, ...]
+) -> _Parts:
     """The prepared OpenVINO IR and the model's own tokenizer.json: neither torch nor transformers is loaded.
 
     Limits and prompts come from the same files sentence-transformers reads, so tokens, windows
@@ -510,5 +545,5 @@ def _openvino_parts(name: str, path: Path, engines_dir: Path, precision: str) ->
         pad = cfg["pad_token_id"] if isinstance(cfg.get("pad_token_id"), int) else 0
     prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
     configured = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
-    forward = OpenVINOForward(xml, precision, _CORES)
+    forward = OpenVINOForward(xml, precision, _CORES, static_widths)
     return forward, tok, configured, max_tokens, pad

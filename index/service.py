@@ -68,6 +68,8 @@ class ServiceStats:
     """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
     query_threads: int | None = None
     """Threads a question's forward pass runs on now, as measured by the encoder (None: it does not say)."""
+    query_shapes: tuple[int, ...] = ()
+    """Question widths the encoder runs on fixed shapes now (none: it does not say, or has none)."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -265,6 +267,7 @@ class SearchService:
                 cluster=cluster,
                 engine=str(getattr(st.embedder, "engine_name", "")),
                 query_threads=getattr(st.embedder, "query_threads", None),
+                query_shapes=tuple(getattr(st.embedder, "query_shapes", ())),
             )
 
     # ---- long work -----------------------------------------------------------------------------

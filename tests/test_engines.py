@@ -33,6 +33,7 @@ from citesearch.embeddings.engine_cache import (
     read_engines_manifest,
 )
 from citesearch.embeddings.engine_prepare import calibration_texts, engines_prepared, prepare_engines
+from citesearch.embeddings.engines import OpenVINOForward
 from citesearch.embeddings.prepare import MODEL_DIRNAME
 from citesearch.embeddings.scheduler import InferenceScheduler
 
@@ -115,6 +116,45 @@ def test_long_inputs_and_batches_match_one_by_one(engines: Path) -> None:
     together = emb.encode_passages(texts)
     alone = np.vstack([emb.encode_passages([t]) for t in texts])
     assert float(np.min(np.sum(together * alone, axis=1))) > 0.999
+
+
+def _ids(emb: Embedder, question: str) -> tuple[np.ndarray, np.ndarray]:
+    """A lone question's (ids, mask) at the width the Embedder would run it."""
+    ids = emb.token_ids([question], query=True)[0]
+    _, width = emb.padded_shape(1, len(ids))
+    input_ids = np.zeros((1, width), dtype=np.int64)
+    mask = np.zeros((1, width), dtype=np.int64)
+    input_ids[0, : len(ids)], mask[0, : len(ids)] = ids, 1
+    return input_ids, mask
+
+
+def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path) -> None:
+    """A question's first pass asks for its width's fixed-shape copy; once compiled, one-thread
+    passes of one question run on it (narrower ones padded up) and give the dynamic model's vector."""
+    emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=1)
+    fwd = emb._forward
+    assert isinstance(fwd, OpenVINOForward)
+    short, longer = "H20?", "Which company designed the H20 chip that China questioned over security?"
+    s_ids, s_mask = _ids(emb, short)
+    l_ids, l_mask = _ids(emb, longer)
+    assert s_ids.shape[1] == 8 and l_ids.shape[1] == 24
+    assert not fwd.static_widths
+    dynamic = fwd(s_ids, s_mask, 1, fixed_shape=True)  # nothing compiled yet: the dynamic model
+    assert not fwd.wait_static(16, timeout=0)  # one question compiles nothing (a one-shot search)
+    fwd(s_ids, s_mask, 2, fixed_shape=True)  # the second asks for it, whatever its thread count
+    assert fwd.static_passes == 0
+    assert fwd.wait_static(16, timeout=300)  # 8-token questions asked for the 16-token copy
+    fixed = fwd(s_ids, s_mask, 1, fixed_shape=True)
+    assert fwd.static_passes == 1
+    cos = float(fixed[0] @ dynamic[0] / np.linalg.norm(fixed[0]) / np.linalg.norm(dynamic[0]))
+    assert cos > 0.999
+    # Two threads, two rows, a passage pass, or a width beyond the copies: the dynamic model.
+    fwd(s_ids, s_mask, 2, fixed_shape=True)
+    fwd(np.vstack([s_ids, s_ids]), np.vstack([s_mask, s_mask]), 1, fixed_shape=True)
+    fwd(s_ids, s_mask, 1)
+    fwd(l_ids, l_mask, 1, fixed_shape=True)
+    assert fwd.static_passes == 1
+    assert fwd.static_widths == emb.query_shapes == (16,)  # the 24-token question asked for none
 
 
 def test_the_scheduler_runs_the_openvino_engine(engines: Path) -> None:
