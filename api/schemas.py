@@ -335,9 +335,9 @@ class Stats(BaseModel):
     """Inference engine and precision of the model, e.g. `openvino-bf16` (see README, Inference engine)."""
     query_threads: int | None = None
     """Threads a question's forward pass runs on now: measured while serving, the cheaper of one and all cores."""
-    query_shapes: list[int] = Field(default_factory=list)
-    """Question widths (tokens) whose fixed-shape copy of the model is compiled and in use now
-    (OpenVINO; `CITESEARCH_QUERY_SHAPES`): a width's copy is compiled after its second question."""
+    query_shapes: list[tuple[int, int]] = Field(default_factory=list)
+    """[tokens, threads] of the fixed-shape copies of the model that lone questions run on now
+    (OpenVINO; `CITESEARCH_QUERY_SHAPES`): a copy is compiled after its second question."""
 
 
 class ErrorBody(BaseModel):

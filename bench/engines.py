@@ -132,7 +132,7 @@ def section_speed(args: argparse.Namespace, out: dict[str, Any]) -> None:
         q = np.asarray(enc.encode_queries(questions), dtype=np.float32)
         cos[name] = round(min(float(np.min(np.sum(p * vp, 1))), float(np.min(np.sum(q * vq, 1)))), 5)
         if isinstance(enc, Embedder):
-            log(f"{name}: fixed-shape question widths {enc.warm_query_shapes(questions)}")
+            log(f"{name}: fixed-shape question copies (tokens, threads) {enc.warm_query_shapes(questions)}")
     pps: dict[str, list[float]] = defaultdict(list)
     lat: dict[str, list[float]] = defaultdict(list)
     la = [load_avg()]
@@ -274,11 +274,11 @@ def _request(port: int, method: str, path: str, body: Any = None) -> tuple[int, 
         conn.close()
 
 
-def _wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) -> list[int]:
+def _wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) -> list[list[int]]:
     """The server's fixed-shape question widths once no new one has come for `quiet_s` (copies
     compile one at a time in ~2.5 s each), so the timed questions meet a warm server."""
     deadline = time.monotonic() + limit_s
-    seen: list[int] = []
+    seen: list[list[int]] = []
     since = time.monotonic()
     while time.monotonic() < deadline:
         _, stats = _request(port, "GET", "/v1/stats")
@@ -288,7 +288,7 @@ def _wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) 
         elif seen and time.monotonic() - since >= quiet_s:
             break
         time.sleep(0.5)
-    log(f"http: fixed-shape question widths {seen}")
+    log(f"http: fixed-shape question copies [tokens, threads] {seen}")
     return seen
 
 

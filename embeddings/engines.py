@@ -25,6 +25,8 @@ from citesearch.embeddings.errors import ModelError
 ENGINES = ("torch", "openvino")
 Vectors = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
+Shape = tuple[int, int]
+"""(width in tokens, threads) of a fixed-shape copy."""
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 """OpenVINO's inference precision per citesearch precision (int8 IRs carry their own int8 ops)."""
 log = logging.getLogger("citesearch.embeddings")
@@ -96,17 +98,19 @@ class OpenVINOForward:
     on all usable cores for batches. Each has a single infer request and one stream, so OpenVINO
     never runs two passes at once beside FAISS and numpy; the Embedder already serialises passes.
 
-    One-thread passes of one sequence (a lone question) also get copies compiled for fixed
-    widths (`static_widths`): with dynamic shapes the CPU plugin infers shapes and plans memory
-    on every pass, which costs as much as the arithmetic of a short question (2-core EPYC, int8,
-    one thread: 4.1 to 2.7 ms per XQuAD question; same vectors as the dynamic model, min cosine
-    to fp32 0.99624 against 0.99622). A pass narrower than a fixed width is padded up to it with
-    masked tokens, which change nothing: attention and pooling both skip them.
+    Passes of one sequence (a lone question) also get copies compiled for fixed widths
+    (`static_widths`), one per thread count the pass runs on: with dynamic shapes the CPU plugin
+    infers shapes and plans memory on every pass, which costs as much as the arithmetic of a
+    short question (2-core EPYC, int8, a 24-token question: 3.3 to 2.4 ms on one thread, 2.2 to
+    1.7 ms on two; the same vectors as the dynamic model: min cosine to fp32 0.99624 against
+    0.99622). A pass narrower than a fixed width is padded up to it with masked tokens, which
+    change nothing: attention and pooling both skip them.
 
     A copy takes ~2.5 s to compile and holds its own packed weights (~65 MB in int8), so it is
     compiled on a background thread (one copy at a time) once FIXED_AFTER questions of its width
-    came, not at load: a process that never answers questions (`citesearch ingest`, a build
-    worker) never pays, and until its copy is ready a question runs on the dynamic model.
+    and thread count came, not at load: a process that never answers questions (`citesearch
+    ingest`, a build worker) never pays, and until its copy is ready a question runs on the
+    dynamic model.
     """
 
     engine = "openvino"
@@ -139,36 +143,36 @@ class OpenVINOForward:
         self._cores = cores
         self._lock = threading.Lock()
         self._widths = tuple(sorted(set(static_widths)))
-        self._static: dict[int, Any] = {}  # width -> infer request, filled by the compiler thread
-        self._asked: dict[int, int] = {}  # width -> lone questions seen before its copy was ready
-        self._queue: list[int] = []
+        self._static: dict[Shape, Any] = {}  # (width, threads) -> infer request, filled by the compiler
+        self._asked: dict[Shape, int] = {}  # lone questions seen per shape before its copy was ready
+        self._queue: list[Shape] = []
         self._compiler: threading.Thread | None = None
         self._compiled = threading.Condition()
         self.static_passes = 0
-        """Passes run on a fixed-width copy (for tests and benchmarks)."""
+        """Passes run on a fixed-shape copy (for tests and benchmarks)."""
 
     @property
-    def static_widths(self) -> tuple[int, ...]:
-        """The widths whose fixed-shape copy is compiled and in use now."""
+    def fixed_shapes(self) -> tuple[Shape, ...]:
+        """(width, threads) of the fixed-shape copies compiled and in use now."""
         return tuple(sorted(self._static))
 
-    def wait_static(self, width: int, timeout: float) -> bool:
-        """Block until the fixed-shape copy for `width` is in use (False on timeout or if none is wanted)."""
+    def wait_fixed(self, shape: Shape, timeout: float) -> bool:
+        """Block until the copy for `shape` (width, threads) is in use (False on timeout)."""
         with self._compiled:
-            return self._compiled.wait_for(lambda: width in self._static, timeout)
+            return self._compiled.wait_for(lambda: shape in self._static, timeout)
 
     def wait_compiled(self, timeout: float) -> bool:
         """Block until no fixed-shape copy waits to be compiled (False on timeout): for benchmarks."""
         with self._compiled:
             return self._compiled.wait_for(lambda: self._compiler is None, timeout)
 
-    def _ask(self, width: int) -> None:
-        """Count a lone question of `width`; queue its copy's compilation at the FIXED_AFTER-th."""
-        self._asked[width] = self._asked.get(width, 0) + 1
-        if self._asked[width] != FIXED_AFTER:
+    def _ask(self, shape: Shape) -> None:
+        """Count a lone question of `shape`; queue its copy's compilation at the FIXED_AFTER-th."""
+        self._asked[shape] = self._asked.get(shape, 0) + 1
+        if self._asked[shape] != FIXED_AFTER:
             return
         with self._compiled:
-            self._queue.append(width)
+            self._queue.append(shape)
             if self._compiler is None:
                 # Not a daemon: a process that exits mid-compile waits for it (seconds) rather than
                 # aborting inside OpenVINO.
@@ -176,38 +180,40 @@ class OpenVINOForward:
                 self._compiler.start()
 
     def _compile_queued(self) -> None:
-        """Compile the queued widths' one-thread copies, one at a time, then stop."""
+        """Compile the queued shapes' copies, one at a time, then stop."""
         while True:
             with self._compiled:
                 if not self._queue:
                     self._compiler = None
                     self._compiled.notify_all()
                     return
-                width = self._queue.pop(0)
+                shape = self._queue.pop(0)
+            width, threads = shape
             try:
                 fixed = self._model.clone()
                 fixed.reshape({"input_ids": [1, width], "attention_mask": [1, width]})
-                config = {**self._config, "INFERENCE_NUM_THREADS": 1}
+                config = {**self._config, "INFERENCE_NUM_THREADS": threads}
                 request = self._core.compile_model(fixed, "CPU", config).create_infer_request()
-            except Exception:  # the dynamic model keeps serving that width
-                log.exception("cannot compile the fixed-shape copy for %d tokens", width)
+            except Exception:  # the dynamic model keeps serving that shape
+                log.exception(
+                    "cannot compile the fixed-shape copy for %d tokens on %d threads", width, threads
+                )
                 continue
             with self._compiled:
-                self._static[width] = request
+                self._static[shape] = request
                 self._compiled.notify_all()
 
     def _fixed(self, input_ids: Ids, mask: Ids, threads: int) -> tuple[Any, Ids, Ids] | None:
-        """The fixed-width request for a lone question's one-thread pass and its inputs padded to
-        its width, when one is ready. Questions of a width ask for its copy whatever their thread
-        count, so the copy is ready when the Embedder next tries one thread."""
+        """The fixed-shape request for a lone question's pass and its inputs padded to its width,
+        when that copy is ready (else it is asked for)."""
         rows, width = input_ids.shape
         fit = next((w for w in self._widths if w >= width), None)
         if rows != 1 or fit is None:
             return None
-        request = self._static.get(fit)
+        shape = (fit, 1 if threads <= 1 else self._cores)
+        request = self._static.get(shape)
         if request is None:
-            self._ask(fit)
-        if request is None or threads > 1:
+            self._ask(shape)
             return None
         if fit > width:
             input_ids = np.pad(input_ids, ((0, 0), (0, fit - width)))

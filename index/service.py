@@ -68,8 +68,9 @@ class ServiceStats:
     """The model's inference engine and precision (e.g. `openvino-bf16`); empty when the encoder has none."""
     query_threads: int | None = None
     """Threads a question's forward pass runs on now, as measured by the encoder (None: it does not say)."""
-    query_shapes: tuple[int, ...] = ()
-    """Question widths the encoder runs on fixed shapes now (none: it does not say, or has none)."""
+    query_shapes: tuple[tuple[int, int], ...] = ()
+    """(tokens, threads) the encoder runs lone questions on with fixed shapes now (none: it does
+    not say, or has none)."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

@@ -33,7 +33,7 @@ from citesearch.embeddings.engine_cache import (
     read_engines_manifest,
 )
 from citesearch.embeddings.engine_prepare import calibration_texts, engines_prepared, prepare_engines
-from citesearch.embeddings.engines import OpenVINOForward
+from citesearch.embeddings.engines import FIXED_AFTER, OpenVINOForward
 from citesearch.embeddings.prepare import MODEL_DIRNAME
 from citesearch.embeddings.scheduler import InferenceScheduler
 
@@ -129,8 +129,9 @@ def _ids(emb: Embedder, question: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path) -> None:
-    """A question's first pass asks for its width's fixed-shape copy; once compiled, one-thread
-    passes of one question run on it (narrower ones padded up) and give the dynamic model's vector."""
+    """A question's second pass of a shape asks for its fixed-shape copy; once compiled, lone
+    questions of that width and thread count run on it (narrower ones padded up) and give the
+    dynamic model's vector."""
     emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=1)
     fwd = emb._forward
     assert isinstance(fwd, OpenVINOForward)
@@ -138,23 +139,24 @@ def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path)
     s_ids, s_mask = _ids(emb, short)
     l_ids, l_mask = _ids(emb, longer)
     assert s_ids.shape[1] == 8 and l_ids.shape[1] == 24
-    assert not fwd.static_widths
+    assert not fwd.fixed_shapes
     dynamic = fwd(s_ids, s_mask, 1, fixed_shape=True)  # nothing compiled yet: the dynamic model
-    assert not fwd.wait_static(16, timeout=0)  # one question compiles nothing (a one-shot search)
-    fwd(s_ids, s_mask, 2, fixed_shape=True)  # the second asks for it, whatever its thread count
+    assert not fwd.wait_fixed((16, 1), timeout=0)  # one question compiles nothing (a one-shot search)
+    fwd(s_ids, s_mask, 1, fixed_shape=True)  # the second asks for the 16-token one-thread copy
     assert fwd.static_passes == 0
-    assert fwd.wait_static(16, timeout=300)  # 8-token questions asked for the 16-token copy
+    assert fwd.wait_fixed((16, 1), timeout=300)
     fixed = fwd(s_ids, s_mask, 1, fixed_shape=True)
     assert fwd.static_passes == 1
     cos = float(fixed[0] @ dynamic[0] / np.linalg.norm(fixed[0]) / np.linalg.norm(dynamic[0]))
     assert cos > 0.999
-    # Two threads, two rows, a passage pass, or a width beyond the copies: the dynamic model.
-    fwd(s_ids, s_mask, 2, fixed_shape=True)
+    # Two rows, a passage pass, or a width beyond the copies: the dynamic model, and no copy asked.
     fwd(np.vstack([s_ids, s_ids]), np.vstack([s_mask, s_mask]), 1, fixed_shape=True)
     fwd(s_ids, s_mask, 1)
     fwd(l_ids, l_mask, 1, fixed_shape=True)
+    fwd(l_ids, l_mask, 1, fixed_shape=True)
     assert fwd.static_passes == 1
-    assert fwd.static_widths == emb.query_shapes == (16,)  # the 24-token question asked for none
+    assert fwd.wait_compiled(timeout=300)
+    assert fwd.fixed_shapes == emb.query_shapes == ((16, 1),)
 
 
 def test_the_scheduler_runs_the_openvino_engine(engines: Path) -> None:
@@ -330,7 +332,7 @@ def client(tmp_path: Path, engines: Path) -> Iterator[TestClient]:
         yield c
 
 
-def test_stats_and_search_show_and_use_the_engine(client: TestClient) -> None:
+def test_stats_and_search_show_and_use_the_engine(client: TestClient, engines: Path) -> None:
     title, _, body = SEED.read_text(encoding="utf-8").partition("\n")
     res = client.post("/v1/articles", json={"articles": [{"id": "h20", "title": title, "text": body}]})
     assert res.status_code in (200, 201, 202), res.text
@@ -338,6 +340,14 @@ def test_stats_and_search_show_and_use_the_engine(client: TestClient) -> None:
     assert stats["engine"] == "openvino-bf16" and stats["passages"] > 0
     hits = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
     assert hits["results"] and hits["results"][0]["article_id"] == "h20"
+    for _ in range(2 * FIXED_AFTER):  # two thread counts: one of them is asked for FIXED_AFTER times
+        client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3})
+    forward = _openvino(engines, "bf16")._forward  # the client's model
+    assert isinstance(forward, OpenVINOForward) and forward.wait_compiled(timeout=300)
+    shapes = client.get("/v1/stats").json()["query_shapes"]
+    assert shapes and all(t in (1, len(os.sched_getaffinity(0))) for _, t in shapes), shapes
+    again = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
+    assert [r["passage_id"] for r in again["results"]] == [r["passage_id"] for r in hits["results"]]
 
 
 def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_path: Path) -> None:

@@ -191,3 +191,53 @@ def test_a_reindex_is_not_starved_by_live_writes(scheduler: InferenceScheduler) 
         t.join(60)
     kinds = ["R" if w.startswith("rebuild") else "W" for w in enc.order[1:]]
     assert kinds == ["W", "W", "R", "W", "W", "R", "W", "W", "R"]
+
+
+class GatedQueries(FakeEncoder):
+    """Records the thread of every question pass and holds the first until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def encode_queries(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        self.threads.append(threading.current_thread().name)
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(60)
+        return super().encode_queries(texts)
+
+
+def test_a_question_on_an_idle_scheduler_runs_in_its_callers_thread(scheduler: InferenceScheduler) -> None:
+    """No hand-over when nothing runs or waits; work arriving meanwhile waits for that pass, then
+    the worker takes it as after any pass."""
+    enc = GatedQueries()
+    first: dict[str, npt.NDArray[np.float32]] = {}
+    asker = threading.Thread(
+        target=lambda: first.setdefault("v", scheduler.encode_query(enc, "q0")), name="asker"
+    )
+    asker.start()
+    assert enc.entered.wait(60)  # running inline in the asker's thread
+    later: dict[int, npt.NDArray[np.float32]] = {}
+    others = [
+        threading.Thread(target=lambda i=i: later.setdefault(i, scheduler.encode_query(enc, f"q{i}")))
+        for i in (1, 2)
+    ]
+    writer = threading.Thread(target=lambda: scheduler.encode_passages(enc, _passages(2)))
+    for t in [*others, writer]:
+        t.start()
+    assert scheduler.wait_queued(queries=2, slices=1)  # they wait: one pass at a time
+    assert enc.threads == ["asker"]
+    enc.release.set()
+    for t in [asker, *others, writer]:
+        t.join(60)
+    assert enc.threads == ["asker", "inference"]  # the two waiting questions shared the worker's pass
+    # The inline pass spent the questions' share, so a waiting write slice went next, and earned
+    # the waiting questions the pass after it (QUERY_SHARE).
+    assert enc.calls[0] == ("queries", 1) and enc.calls[1][0] == "passages"
+    assert enc.calls[2] == ("queries", 2)
+    assert np.allclose(first["v"], FakeEncoder().encode_queries(["q0"])[0])
+    assert np.allclose(later[2], FakeEncoder().encode_queries(["q2"])[0])
+    assert scheduler.stats.query_passes == 2 and scheduler.stats.queries == 3
