@@ -285,7 +285,7 @@ def _wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) 
         now = list(stats.get("query_shapes") or [])
         if now != seen:
             seen, since = now, time.monotonic()
-        elif seen and time.monotonic() - since >= quiet_s:
+        elif time.monotonic() - since >= (quiet_s if seen else 4 * quiet_s):  # none: shapes off
             break
         time.sleep(0.5)
     log(f"http: fixed-shape question copies [tokens, threads] {seen}")
