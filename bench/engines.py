@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench import perf
-from bench.perf import machine, rss_bytes, serve
+from bench.perf import machine, rss_bytes, serve, wait_query_shapes
 from bench.quality import (
     EVAL,
     CachingEmbedder,
@@ -274,24 +274,6 @@ def _request(port: int, method: str, path: str, body: Any = None) -> tuple[int, 
         conn.close()
 
 
-def _wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) -> list[list[int]]:
-    """The server's fixed-shape question widths once no new one has come for `quiet_s` (copies
-    compile one at a time in ~2.5 s each), so the timed questions meet a warm server."""
-    deadline = time.monotonic() + limit_s
-    seen: list[list[int]] = []
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        _, stats = _request(port, "GET", "/v1/stats")
-        now = list(stats.get("query_shapes") or [])
-        if now != seen:
-            seen, since = now, time.monotonic()
-        elif time.monotonic() - since >= (quiet_s if seen else 4 * quiet_s):  # none: shapes off
-            break
-        time.sleep(0.5)
-    log(f"http: fixed-shape question copies [tokens, threads] {seen}")
-    return seen
-
-
 def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
     """The real server with engine auto: ingest XQuAD English articles, then single questions."""
     passages, questions = texts(args.passages, args.questions)
@@ -329,7 +311,7 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 _, stats = _request(server.port, "GET", "/v1/stats")
                 for q in questions * 2:  # warm: every width asks for its fixed-shape copy
                     _request(server.port, "POST", "/v1/search", {"query": q, "top_k": 5})
-                shapes = _wait_query_shapes(server.port)
+                shapes = wait_query_shapes(server.port)
                 lat = []
                 for q in questions:
                     t = time.perf_counter()
