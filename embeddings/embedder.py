@@ -187,6 +187,12 @@ class Embedder:
         shapes: tuple[tuple[int, int], ...] = getattr(self._forward, "fixed_shapes", ())
         return shapes
 
+    def stop_background(self) -> None:
+        """Stop background work that has not started (queued fixed-shape compiles): a service closes."""
+        stop = getattr(self._forward, "stop_compiling", None)
+        if stop is not None:
+            stop()
+
     def warm_query_shapes(self, questions: list[str], timeout: float = 300.0) -> tuple[tuple[int, int], ...]:
         """Ask each question alone FIXED_AFTER times on each thread count, then wait for the
         fixed-shape copies that asked for (benchmarks: time a warm engine). Returns the shapes in use."""

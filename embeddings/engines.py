@@ -167,6 +167,14 @@ class OpenVINOForward:
         with self._compiled:
             return self._compiled.wait_for(lambda: self._compiler is None, timeout)
 
+    def stop_compiling(self) -> None:
+        """Drop the copies queued but not yet compiling (asked for again by later questions), so
+        a closing process waits at most for the one in progress."""
+        with self._compiled:
+            for shape in self._queue:
+                self._asked.pop(shape, None)
+            self._queue.clear()
+
     def _ask(self, shape: Shape) -> None:
         """Count a lone question of `shape`; queue its copy's compilation at the FIXED_AFTER-th."""
         self._asked[shape] = self._asked.get(shape, 0) + 1

@@ -184,6 +184,9 @@ class SearchService:
             if self._replica is not None and not self._replica.pg.pool.closed:
                 self._replica.pg.close()
             self.scheduler.close()
+            stop = getattr(self.core.state.embedder, "stop_background", None)
+            if stop is not None:  # queued fixed-shape compiles would hold up the exit
+                stop()
             self._pool.shutdown(wait=True)
             self.core.store.close()
         finally:

@@ -36,6 +36,8 @@ from citesearch.embeddings.engine_prepare import calibration_texts, engines_prep
 from citesearch.embeddings.engines import FIXED_AFTER, OpenVINOForward
 from citesearch.embeddings.prepare import MODEL_DIRNAME
 from citesearch.embeddings.scheduler import InferenceScheduler
+from citesearch.index.service import SearchService
+from citesearch.index.state import IndexConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "embeddings"
@@ -157,6 +159,27 @@ def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path)
     assert fwd.static_passes == 1
     assert fwd.wait_compiled(timeout=300)
     assert fwd.fixed_shapes == emb.query_shapes == ((16, 1),)
+
+
+def test_a_closing_service_drops_queued_compiles_and_later_questions_ask_again(
+    engines: Path, tmp_path: Path
+) -> None:
+    """Closing waits only for the copy being compiled; one dropped from the queue is compiled
+    when questions of its shape come again."""
+    emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=2)
+    fwd = emb._forward
+    assert isinstance(fwd, OpenVINOForward)
+    short, longer = _ids(emb, "H20?"), _ids(emb, "Which company designed the H20 chip that China questioned?")
+    assert (short[0].shape[1], longer[0].shape[1]) == (8, 24)
+    for ids, mask in (short, short, longer, longer):  # 16x1 starts compiling, 24x1 waits behind it
+        fwd(ids, mask, 1, fixed_shape=True)
+    service = SearchService(IndexConfig(data_dir=tmp_path / "data"), emb)
+    service.close()
+    assert fwd.wait_compiled(timeout=300)
+    assert fwd.fixed_shapes == ((16, 1),)
+    for _ in range(FIXED_AFTER):
+        fwd(*longer, 1, fixed_shape=True)
+    assert fwd.wait_fixed((24, 1), timeout=300)
 
 
 def test_the_scheduler_runs_the_openvino_engine(engines: Path) -> None:
