@@ -10,8 +10,9 @@ and hands one shared `Core` (index/state.py, which states the lock order) to its
 - with a cluster (`ClusterConfig`): writes, deletes and reindexes go through PostgreSQL, and the
   local index follows its change log → `Replica` (index/cluster.py).
 
-Threads it owns: the inference worker (embeddings/scheduler.py: every forward pass, questions
-first), the early-lexical pool (BM25 while a question is encoded), the maintenance thread, and a
+Threads it owns: the inference worker (embeddings/scheduler.py: one forward pass at a time,
+questions first; a lone question on an idle scheduler runs in its caller's thread), the
+early-lexical pool (BM25 while a question is encoded), the maintenance thread, and a
 short-lived HNSW builder. `close()` stops them all.
 """
 
