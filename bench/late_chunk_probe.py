@@ -38,9 +38,7 @@ from citesearch.embeddings.prepare import default_model_path
 from citesearch.embeddings.scheduler import Priority
 from citesearch.index import writes
 from citesearch.index.articles import Article
-from citesearch.index.lexical import terms_text
 from citesearch.index.state import Encoder
-from citesearch.index.store import NewPassage, Sentences
 
 Vectors = npt.NDArray[np.float32]
 PROMPT = "passage: "
@@ -219,29 +217,7 @@ def patched_prepare(cache: LateCache, variant: str) -> Any:
         ]
         late = iter(cache.get(items, variant))
         cache.save()
-        out: list[writes.Prepared] = []
-        k = 0
-        for a, ss, us in zip(articles, spans, units, strict=True):
-            lang = a.language or "und"
-            passages: list[NewPassage] = []
-            for j, (s, u) in enumerate(zip(ss, us, strict=True)):
-                sent = next(late) if len(u) > 1 else vecs[k + j : k + j + 1]
-                sentences = Sentences(np.asarray(u, dtype=np.int32).reshape(-1, 2), sent.copy())
-                passages.append(
-                    NewPassage(
-                        j,
-                        s.char_start,
-                        s.char_end,
-                        s.n_tokens,
-                        lang,
-                        vecs[k + j],
-                        terms_text(s.text, lang),
-                        sentences,
-                    )
-                )
-            k += len(ss)
-            out.append(writes.Prepared(a, passages))
-        return out
+        return writes.assemble(articles, spans, units, vecs, late)
 
     return prepare
 

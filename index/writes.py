@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from citesearch.embeddings.scheduler import Priority
 from citesearch.index.articles import Article, ArticleInput, build_article, duplicate_id_problems
@@ -103,6 +105,41 @@ def add_passages(vectors: VectorIndex, ids: Sequence[int], passages: Sequence[Ne
         )
 
 
+def assemble(
+    articles: Sequence[Article],
+    spans: Sequence[Sequence[PassageSpan]],
+    units: Sequence[Sequence[list[tuple[int, int]]]],
+    passage_vecs: npt.NDArray[np.float32],
+    sentence_vecs: Iterator[npt.NDArray[np.float32]],
+) -> list[Prepared]:
+    """Prepared articles from their passages (`passage_vecs`, in order) and, for each passage of
+    more than one sentence unit, the next array of `sentence_vecs`; a passage that is one unit
+    reuses its passage vector."""
+    out: list[Prepared] = []
+    k = 0
+    for a, ss, us in zip(articles, spans, units, strict=True):
+        lang = a.language or "und"
+        passages: list[NewPassage] = []
+        for j, (s, u) in enumerate(zip(ss, us, strict=True)):
+            sent = next(sentence_vecs) if len(u) > 1 else passage_vecs[k + j : k + j + 1]
+            sentences = Sentences(np.asarray(u, dtype=np.int32).reshape(-1, 2), sent.copy())
+            passages.append(
+                NewPassage(
+                    j,
+                    s.char_start,
+                    s.char_end,
+                    s.n_tokens,
+                    lang,
+                    passage_vecs[k + j],
+                    terms_text(s.text, lang),
+                    sentences,
+                )
+            )
+        k += len(ss)
+        out.append(Prepared(a, passages))
+    return out
+
+
 class Writer:
     """Creates, updates and deletes articles; each write is searchable when it returns."""
 
@@ -140,32 +177,11 @@ class Writer:
             a.text[b:e] for a, us in zip(articles, units, strict=True) for u in us if len(u) > 1 for b, e in u
         ]
         vecs = self.core.scheduler.encode_passages(embedder, flat, priority)
-        out: list[Prepared] = []
-        k, ks = 0, sum(len(ss) for ss in spans)
-        for a, ss, us in zip(articles, spans, units, strict=True):
-            lang = a.language or "und"
-            passages: list[NewPassage] = []
-            for j, (s, u) in enumerate(zip(ss, us, strict=True)):
-                if len(u) > 1:
-                    sent_vecs, ks = vecs[ks : ks + len(u)], ks + len(u)
-                else:
-                    sent_vecs = vecs[k + j : k + j + 1]
-                sentences = Sentences(np.asarray(u, dtype=np.int32).reshape(-1, 2), sent_vecs.copy())
-                passages.append(
-                    NewPassage(
-                        j,
-                        s.char_start,
-                        s.char_end,
-                        s.n_tokens,
-                        lang,
-                        vecs[k + j],
-                        terms_text(s.text, lang),
-                        sentences,
-                    )
-                )
-            k += len(ss)
-            out.append(Prepared(a, passages))
-        return out
+        n = sum(len(ss) for ss in spans)
+        counts = [len(u) for us in units for u in us if len(u) > 1]
+        bounds = np.cumsum([n, *counts])
+        sentence_vecs = (vecs[b:e] for b, e in itertools.pairwise(bounds))
+        return assemble(articles, spans, units, vecs[:n], sentence_vecs)
 
     def _sentence_units(self, article: Article, span: PassageSpan) -> list[tuple[int, int]]:
         """The passage's sentences as embedded (offsets into the article); one span when switched off."""
@@ -288,6 +304,7 @@ __all__ = [
     "Writer",
     "add_passages",
     "article_from_row",
+    "assemble",
     "now_iso",
     "sentence_units",
 ]
