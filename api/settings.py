@@ -82,8 +82,8 @@ class Settings(BaseSettings):
         ge=0,
         le=7,
         description=(
-            "Question widths (16, 24, 32, ... tokens) the OpenVINO engine also compiles with fixed shapes,"
-            " per thread count: a lone question runs 0.5-0.9 ms faster; each copy costs ~65 MB. 0: none."
+            "Question widths (16, 24, 32, ... tokens) the OpenVINO engine compiles with fixed shapes at fp32"
+            " or bf16 (not int8), per thread count: a lone question runs 0.5-0.9 ms faster; ~65 MB each."
         ),
     )
     database_url: str | None = Field(

@@ -54,7 +54,8 @@ SMALL_WIDTH_STEP, WIDTH_STEP, SMALL_WIDTH = 8, 32, 64
 DEFAULT_QUERY_SHAPES = 3
 """Question widths OpenVINO compiles with fixed shapes (16, 24, 32 tokens: 95.9% of the XQuAD
 questions in 12 languages fit), for each thread count a question runs on; each copy costs about
-65 MB and saves 0.5-0.9 ms a question. Compiled on first use. See engines.OpenVINOForward."""
+65 MB and saves 0.5-0.9 ms a question. Compiled on first use; fp32 and bf16 only (see
+engines.FIXED_PRECISIONS and engines.OpenVINOForward)."""
 E5_PROMPTS = ("query: ", "passage: ")
 _torch_lock = threading.Lock()
 _torch_configured = False

@@ -32,6 +32,11 @@ _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 """OpenVINO's inference precision per citesearch precision (int8 IRs carry their own int8 ops)."""
 log = logging.getLogger("citesearch.embeddings")
 FIXED_AFTER = 2
+FIXED_PRECISIONS = ("fp32", "bf16")
+"""Precisions whose fixed-shape copies compute the dynamic model's vectors (fp32 exactly, bf16 to
+cosine 0.9999999). int8 copies did not (cosine down to 0.99974 on the 2-core EPYC): a question's
+vector would depend on which compiled model ran it (alone on a copy, or batched with a longer
+question; before or after its copy was ready), and the pages of one ranking could disagree."""
 """Lone questions of a width before its fixed-shape copy is compiled: a one-shot CLI search
 compiles nothing."""
 
@@ -105,7 +110,8 @@ class OpenVINOForward:
     short question (2-core EPYC, int8, a 24-token question: 3.3 to 2.4 ms on one thread, 2.2 to
     1.7 ms on two; the same vectors as the dynamic model: min cosine to fp32 0.99624 against
     0.99622). A pass narrower than a fixed width is padded up to it with masked tokens, which
-    change nothing: attention and pooling both skip them.
+    change nothing: attention and pooling both skip them. Only at FIXED_PRECISIONS (int8
+    copies computed other vectors than the dynamic model; the timings above were measured on them).
 
     A copy takes ~2.5 s to compile and holds its own packed weights (~65 MB in int8), so it is
     compiled on a background thread (one copy at a time) once FIXED_AFTER questions of its width
@@ -143,7 +149,7 @@ class OpenVINOForward:
         self._requests = {1: self._small.create_infer_request(), cores: self._large.create_infer_request()}
         self._cores = cores
         self._lock = threading.Lock()
-        self._widths = tuple(sorted(set(static_widths)))
+        self._widths = tuple(sorted(set(static_widths))) if precision in FIXED_PRECISIONS else ()
         self._static: dict[Shape, Any] = {}  # (width, threads) -> infer request, filled by the compiler
         self._asked: dict[Shape, int] = {}  # lone questions seen per shape before its copy was ready
         self._queue: list[Shape] = []

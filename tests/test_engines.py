@@ -131,10 +131,9 @@ def _ids(emb: Embedder, question: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path) -> None:
-    """A question's second pass of a shape asks for its fixed-shape copy; once compiled, lone
-    questions of that width and thread count run on it (narrower ones padded up) and give the
-    dynamic model's vector."""
-    emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=1)
+    """A question's second pass of a shape asks for its fixed-shape copy; once compiled, lone questions of that width and thread count run on it
+    (narrower ones padded up) and give the dynamic model's vector."""
+    emb = load_embedder(engine="openvino", precision="bf16", engines_dir=engines, query_shapes=1)
     fwd = emb._forward
     assert isinstance(fwd, OpenVINOForward)
     short, longer = "H20?", "Which company designed the H20 chip that China questioned over security?"
@@ -166,7 +165,7 @@ def test_a_closing_service_drops_queued_compiles_and_later_questions_ask_again(
 ) -> None:
     """Closing waits only for the copy being compiled; one dropped from the queue is compiled
     when questions of its shape come again."""
-    emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=2)
+    emb = load_embedder(engine="openvino", precision="bf16", engines_dir=engines, query_shapes=2)
     fwd = emb._forward
     assert isinstance(fwd, OpenVINOForward)
     short, longer = _ids(emb, "H20?"), _ids(emb, "Which company designed the H20 chip that China questioned?")
@@ -180,6 +179,23 @@ def test_a_closing_service_drops_queued_compiles_and_later_questions_ask_again(
     for _ in range(FIXED_AFTER):
         fwd(*longer, 1, fixed_shape=True)
     assert fwd.wait_fixed((24, 1), timeout=300)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_question_gets_one_vector_whichever_compiled_model_runs_it(engines: Path, precision: str) -> None:
+    """Lone (a fixed-shape copy: fp32 and bf16 only) or batched with a longer question (the dynamic
+    model): the same vector, so the pages of one ranking agree. int8 copies computed otherwise."""
+    emb = load_embedder(engine="openvino", precision=precision, engines_dir=engines, query_shapes=2)
+    fwd = emb._forward
+    assert isinstance(fwd, OpenVINOForward)
+    questions = ["H20?", "Which company designed the H20 chip?", "¿Quién fabrica el chip H20 de NVIDIA?"]
+    emb.warm_query_shapes(questions)
+    assert bool(fwd.fixed_shapes) == (precision == "bf16")
+    longer = "Which company designed the H20 chip that China questioned over security, and when? " * 2
+    for q in questions:
+        lone = emb.encode_queries([q])[0]
+        batched = emb.encode_queries([q, longer])[0]
+        assert float(lone @ batched) > 0.999999, q
 
 
 def test_the_scheduler_runs_the_openvino_engine(engines: Path) -> None:
