@@ -155,6 +155,7 @@ def create_app(
                     None if name is None else settings.reindex_model_source(name) or name
                 ),
             )
+            state.service.prepare_questions()
             log.info("citesearch ready: %s", state.service.stats())
         except Exception as exc:
             log.exception("start-up failed")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench import perf
-from bench.perf import machine, rss_bytes, serve, wait_query_shapes
+from bench.perf import machine, query_shapes, rss_bytes, serve
 from bench.quality import (
     EVAL,
     CachingEmbedder,
@@ -132,7 +132,7 @@ def section_speed(args: argparse.Namespace, out: dict[str, Any]) -> None:
         q = np.asarray(enc.encode_queries(questions), dtype=np.float32)
         cos[name] = round(min(float(np.min(np.sum(p * vp, 1))), float(np.min(np.sum(q * vq, 1)))), 5)
         if isinstance(enc, Embedder):
-            log(f"{name}: fixed-shape question copies (tokens, threads) {enc.warm_query_shapes(questions)}")
+            log(f"{name}: question copies (tokens, threads) {enc.prepare_questions()}")
     pps: dict[str, list[float]] = defaultdict(list)
     lat: dict[str, list[float]] = defaultdict(list)
     la = [load_avg()]
@@ -194,9 +194,8 @@ def rss_worker(name: str, model: Path) -> None:
         enc = load_embedder(model, engine=engine, precision=precision)
     enc.encode_passages(passages)
     enc.encode_queries(["a question?"])
-    if isinstance(enc, Embedder):  # with its fixed-shape question copies compiled, as when serving
-        _, questions = texts(0, 100)
-        enc.warm_query_shapes(questions)
+    if isinstance(enc, Embedder):  # with its question copies compiled, as when serving
+        enc.prepare_questions()
     print(f"RSS {rss_bytes() / 2**20:.0f}", flush=True)
 
 
@@ -309,9 +308,9 @@ def section_http(args: argparse.Namespace, out: dict[str, Any]) -> None:
                     assert status < 300, status
                 ingest_s = time.perf_counter() - t0
                 _, stats = _request(server.port, "GET", "/v1/stats")
-                for q in questions * 2:  # warm: every width asks for its fixed-shape copy
+                for q in questions:  # warm (the question copies were compiled before ready)
                     _request(server.port, "POST", "/v1/search", {"query": q, "top_k": 5})
-                shapes = wait_query_shapes(server.port)
+                shapes = query_shapes(server.port)
                 lat = []
                 for q in questions:
                     t = time.perf_counter()

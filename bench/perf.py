@@ -351,26 +351,15 @@ class Http:
             self.conn = None
 
 
-def wait_query_shapes(port: int, quiet_s: float = 6.0, limit_s: float = 180.0) -> list[list[int]]:
-    """The server's fixed-shape question copies ([tokens, threads]) once no new one has come for
-    `quiet_s` (they compile one at a time, ~2.5 s each, after a shape's second question), so timed
-    questions meet a warm server; none for 4 × `quiet_s`: the copies are off."""
+def query_shapes(port: int) -> list[list[int]]:
+    """The server's question copies ([tokens, threads]), compiled before it was ready."""
     client = Http(port)
-    deadline = time.monotonic() + limit_s
-    seen: list[list[int]] = []
-    since = time.monotonic()
     try:
-        while time.monotonic() < deadline:
-            now = list(client.json("GET", "/v1/stats").get("query_shapes") or [])
-            if now != seen:
-                seen, since = now, time.monotonic()
-            elif time.monotonic() - since >= (quiet_s if seen else 4 * quiet_s):
-                break
-            time.sleep(0.5)
+        shapes = list(client.json("GET", "/v1/stats").get("query_shapes") or [])
     finally:
         client.close()
-    log(f"fixed-shape question copies [tokens, threads]: {seen}")
-    return seen
+    log(f"question copies [tokens, threads]: {shapes}")
+    return shapes
 
 
 @dataclass
@@ -882,7 +871,7 @@ def section_service(ctx: Ctx) -> None:
     emb = ctx.embedder
     qs = [q for q, _ in ctx.questions]
     corpora = build_corpora(ctx)
-    emb.warm_query_shapes(qs)  # the floor on its fixed-shape copies too, as the server
+    emb.prepare_questions()  # the floor on its question copies too, as the server
     per: list[dict[str, Any]] = []
     for corpus in corpora:
         name, data_dir = corpus["name"], corpus["dir"]
@@ -891,9 +880,9 @@ def section_service(ctx: Ctx) -> None:
         with serve(data_dir, ctx.tmp / f"server-{name}.log") as srv:
             entry["startup_to_ready_s"] = round(srv.ready_s, 3)
             client = Http(srv.port)
-            for q in qs * 2:  # every question shape asks for its fixed-shape copy
+            for q in qs:  # warm
                 client.json("POST", "/v1/search", {"query": q})
-            entry["query_shapes"] = wait_query_shapes(srv.port)
+            entry["query_shapes"] = query_shapes(srv.port)
             entry["server_rss_mib"] = round(srv.rss() / 2**20, 1)
             # Concurrency 1, interleaved question by question with the floor.
             floor_s: list[float] = []

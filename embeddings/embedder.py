@@ -26,7 +26,7 @@ from citesearch.embeddings.engine_cache import (
     ir_path,
     read_engines_manifest,
 )
-from citesearch.embeddings.engines import FIXED_AFTER, Forward, OpenVINOForward, TorchForward
+from citesearch.embeddings.engines import Forward, OpenVINOForward, TorchForward
 from citesearch.embeddings.errors import ModelError
 from citesearch.embeddings.prepare import (
     DEFAULT_MODEL_ID,
@@ -52,10 +52,9 @@ WINDOW_OVERLAP = 64
 ROW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 SMALL_WIDTH_STEP, WIDTH_STEP, SMALL_WIDTH = 8, 32, 64
 DEFAULT_QUERY_SHAPES = 3
-"""Question widths OpenVINO compiles with fixed shapes (16, 24, 32 tokens: 95.9% of the XQuAD
-questions in 12 languages fit), for each thread count a question runs on; each copy costs about
-65 MB and saves 0.5-0.9 ms a question. Compiled on first use; fp32 and bf16 only (see
-engines.FIXED_PRECISIONS and engines.OpenVINOForward)."""
+"""Question widths OpenVINO compiles copies for (16, 24, 32 tokens: 95.9% of the XQuAD questions in
+12 languages fit), for each thread count a question runs on; each copy costs about 25 MB and 0.4 s
+to compile and saves about a quarter of a short question's pass (see engines.OpenVINOForward)."""
 E5_PROMPTS = ("query: ", "passage: ")
 _torch_lock = threading.Lock()
 _torch_configured = False
@@ -168,6 +167,8 @@ class Embedder:
             self._backend.no_padding()
         self._hf_tokenizer: Any = tokenizer
         self._pad_id = pad_id
+        widths: tuple[int, ...] = getattr(forward, "query_widths", ())
+        self._query_split = max(widths, default=0)
         self._query_threads = ThreadChooser((_CORES, 1) if forward.engine == "openvino" else (1,))
         probe = self._embed_ids([self._tokenize([self.passage_prompt + "probe"])[0]])
         self.dim = int(probe.shape[1])
@@ -184,32 +185,15 @@ class Embedder:
 
     @property
     def query_shapes(self) -> tuple[tuple[int, int], ...]:
-        """(tokens, threads) of the fixed-shape question copies compiled and in use now (OpenVINO)."""
-        shapes: tuple[tuple[int, int], ...] = getattr(self._forward, "fixed_shapes", ())
+        """(tokens, threads) of the question copies compiled so far (OpenVINO)."""
+        shapes: tuple[tuple[int, int], ...] = getattr(self._forward, "query_shapes", ())
         return shapes
 
-    def stop_background(self) -> None:
-        """Stop background work that has not started (queued fixed-shape compiles): a service closes."""
-        stop = getattr(self._forward, "stop_compiling", None)
-        if stop is not None:
-            stop()
-
-    def warm_query_shapes(self, questions: list[str], timeout: float = 300.0) -> tuple[tuple[int, int], ...]:
-        """Ask each question alone FIXED_AFTER times on each thread count, then wait for the
-        fixed-shape copies that asked for (benchmarks: time a warm engine). Returns the shapes in use."""
-        for threads in self._query_threads.options:
-            for text in questions * FIXED_AFTER:
-                ids = self._tokenize([self.query_prompt + text])[0]
-                rows, width = self.padded_shape(1, len(ids))
-                input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
-                mask = np.zeros((rows, width), dtype=np.int64)
-                input_ids[0, : len(ids)], mask[0, : len(ids)] = ids, 1
-                with _inference_lock:
-                    self._forward(input_ids, mask, threads, fixed_shape=True)
-        wait = getattr(self._forward, "wait_compiled", None)
-        if wait is not None:
-            wait(timeout)
-        return self.query_shapes
+    def prepare_questions(self) -> tuple[tuple[int, int], ...]:
+        """Compile what question passes run on (OpenVINO's fixed-width copies) now rather than on
+        the first questions (a service calls this before it is ready); returns their shapes."""
+        compile_copies = getattr(self._forward, "compile_query_copies", None)
+        return tuple(compile_copies()) if compile_copies is not None else ()
 
     # ------------------------------------------------------------------ public API
 
@@ -325,15 +309,17 @@ class Embedder:
         unit: Vectors = (out / np.maximum(norms, 1e-12)).astype(np.float32)
         return unit
 
-    def _batches(self, seqs: list[list[int]]) -> list[list[int]]:
-        """Index groups, longest first: at most ``batch_size`` sequences and ``MAX_BATCH_TOKENS`` padded tokens."""
+    def _batches(self, seqs: list[list[int]], split: int = 0) -> list[list[int]]:
+        """Index groups, longest first: at most ``batch_size`` sequences and ``MAX_BATCH_TOKENS`` padded
+        tokens; sequences of at most `split` tokens never share a group with longer ones."""
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         batches: list[list[int]] = []
         for i in order:
             # Sorted longest first, so a batch's first sequence sets its padded width.
             if batches and len(batches[-1]) < self.batch_size:
                 width = len(seqs[batches[-1][0]])
-                if width * (len(batches[-1]) + 1) <= MAX_BATCH_TOKENS:
+                crosses = len(seqs[i]) <= split < width
+                if width * (len(batches[-1]) + 1) <= MAX_BATCH_TOKENS and not crosses:
                     batches[-1].append(i)
                     continue
             batches.append([i])
@@ -350,10 +336,12 @@ class Embedder:
 
     def _embed_ids(self, seqs: list[list[int]], *, query: bool = False) -> Vectors:
         """Pooled (not yet normalised) vectors for token-id sequences, batched by similar length
-        (`query`: questions, whose lone passes may run on fixed shapes)."""
+        (`query`: questions, which may run on the engine's fixed-width copies)."""
         result: Vectors | None = None
         with _inference_lock:
-            for idx in self._batches(seqs):
+            # Short questions run on the engine's fixed-width copies, long ones on its dynamic model:
+            # a short question batched with a long one would get another vector than alone.
+            for idx in self._batches(seqs, self._query_split if query else 0):
                 rows, width = self.padded_shape(len(idx), len(seqs[idx[0]]))
                 small = width * rows <= SMALL_FORWARD_TOKENS
                 threads = self._query_threads.pick() if small else _CORES
@@ -365,7 +353,7 @@ class Embedder:
                     input_ids[row, :n] = seqs[i]
                     mask[row, :n] = 1
                 t0 = time.perf_counter()
-                emb = self._forward(input_ids, mask, threads, fixed_shape=query and rows == 1)[: len(idx)]
+                emb = self._forward(input_ids, mask, threads, query=query)[: len(idx)]
                 if small:
                     self._query_threads.record(threads, time.perf_counter() - t0, rows * width)
                 if result is None:
@@ -402,7 +390,7 @@ def _resolve(model: str | Path | None, models_dir: Path | None) -> tuple[str, Pa
 
 def query_shape_widths(count: int) -> tuple[int, ...]:
     """The first `count` question widths of the shape grid from 16 tokens (8 pads up to 16), at most
-    up to SMALL_WIDTH: one-thread passes of one question at these widths run with fixed shapes."""
+    up to SMALL_WIDTH: question passes up to the last of them run on copies compiled for these widths."""
     if count < 0:
         raise ModelError(f"query shapes {count}: expected 0 or more")
     first = 2 * SMALL_WIDTH_STEP
@@ -424,7 +412,7 @@ def load_embedder(
     `engine` (auto, torch, openvino) and `precision` (auto, fp32, bf16, int8) are resolved against
     the engines `citesearch model prepare` built and measured beside a local model (`engines_dir`
     overrides where they are): `auto` is the fastest faithful one measured on this machine.
-    `query_shapes`: how many question widths OpenVINO also compiles with fixed shapes
+    `query_shapes`: how many question widths OpenVINO also compiles fixed-width copies for
     (query_shape_widths; 0 for none; torch ignores it). Local
     directories load with `local_files_only` (nothing touches the network); a string that is not
     an existing path is treated as a hub id and may download (torch only).
@@ -526,7 +514,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _openvino_parts(
-    name: str, path: Path, engines_dir: Path, precision: str, static_widths: tuple[int, ...]
+    name: str, path: Path, engines_dir: Path, precision: str, query_widths: tuple[int, ...]
 ) -> _Parts:
     """The prepared OpenVINO IR and the model's own tokenizer.json: neither torch nor transformers is loaded.
 
@@ -559,5 +547,5 @@ def _openvino_parts(
         pad = cfg["pad_token_id"] if isinstance(cfg.get("pad_token_id"), int) else 0
     prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
     configured = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
-    forward = OpenVINOForward(xml, precision, _CORES, static_widths)
+    forward = OpenVINOForward(xml, precision, _CORES, query_widths)
     return forward, tok, configured, max_tokens, pad

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -31,14 +30,6 @@ Shape = tuple[int, int]
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 """OpenVINO's inference precision per citesearch precision (int8 IRs carry their own int8 ops)."""
 log = logging.getLogger("citesearch.embeddings")
-FIXED_AFTER = 2
-FIXED_PRECISIONS = ("fp32", "bf16")
-"""Precisions whose fixed-shape copies compute the dynamic model's vectors (fp32 exactly, bf16 to
-cosine 0.9999999). int8 copies did not (cosine down to 0.99974 on the 2-core EPYC): a question's
-vector would depend on which compiled model ran it (alone on a copy, or batched with a longer
-question; before or after its copy was ready), and the pages of one ranking could disagree."""
-"""Lone questions of a width before its fixed-shape copy is compiled: a one-shot CLI search
-compiles nothing."""
 
 
 class Forward(Protocol):
@@ -47,8 +38,8 @@ class Forward(Protocol):
     engine: str
     precision: str
 
-    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, fixed_shape: bool = False) -> Vectors:
-        """`fixed_shape`: a lone question's pass, which an engine may run on a fixed-shape copy."""
+    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, query: bool = False) -> Vectors:
+        """`query`: a pass of questions, which an engine may run on a copy compiled for its width."""
         ...
 
 
@@ -80,7 +71,7 @@ class TorchForward:
         """The Hugging Face encoder inside (what OpenVINO converts)."""
         return self._modules[0].auto_model
 
-    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, fixed_shape: bool = False) -> Vectors:
+    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, query: bool = False) -> Vectors:
         """Run the modules in inference mode on `threads` intra-op threads (shapes are all dynamic)."""
         torch = self._torch
         with torch.inference_mode():
@@ -104,27 +95,28 @@ class OpenVINOForward:
     on all usable cores for batches. Each has a single infer request and one stream, so OpenVINO
     never runs two passes at once beside FAISS and numpy; the Embedder already serialises passes.
 
-    Passes of one sequence (a lone question) also get copies compiled for fixed widths
-    (`static_widths`), one per thread count the pass runs on: with dynamic shapes the CPU plugin
-    infers shapes and plans memory on every pass, which costs as much as the arithmetic of a
-    short question (2-core EPYC, int8, a 24-token question: 3.3 to 2.4 ms on one thread, 2.2 to
-    1.7 ms on two; the same vectors as the dynamic model: min cosine to fp32 0.99624 against
-    0.99622). A pass narrower than a fixed width is padded up to it with masked tokens, which
-    change nothing: attention and pooling both skip them. Only at FIXED_PRECISIONS (int8
-    copies computed other vectors than the dynamic model; the timings above were measured on them).
+    Question passes of at most `query_widths[-1]` tokens run on copies compiled for a fixed width
+    (16, 24 or 32 tokens) with any number of rows, one per width and thread count: with fully
+    dynamic shapes the CPU plugin re-plans every pass, which costs about as much as the arithmetic
+    of a short question (2-core EPYC, int8, one thread: 4.6 to 3.4 ms p50 over 287 XQuAD questions).
+    A pass is padded up to its copy's width with masked tokens, which change nothing (attention and
+    pooling skip them). These copies give bit-identical vectors whatever the width, row count or
+    thread count, so a question's vector does not depend on what it was batched with; they are
+    not bit-identical to the dynamic model in int8 (cosine down to 0.99982), so every short
+    question runs on them, never on the dynamic model, and a question batch never mixes short and
+    long ones (the Embedder splits it). Copies with one fixed row as well were faster still (2.8
+    ms) but neither matched the any-row copies nor could serve batches, and took 2.3 s to compile.
 
-    A copy takes ~2.5 s to compile and holds its own packed weights (~65 MB in int8), so it is
-    compiled on a background thread (one copy at a time) once FIXED_AFTER questions of its width
-    and thread count came, not at load: a process that never answers questions (`citesearch
-    ingest`, a build worker) never pays, and until its copy is ready a question runs on the
-    dynamic model.
+    A copy takes ~0.4 s to compile and ~25 MB: a service compiles them all before it is ready
+    (`compile_query_copies`); anything else (a one-shot CLI search) compiles one when its first
+    question needs it.
     """
 
     engine = "openvino"
 
-    def __init__(self, xml: Path, precision: str, cores: int, static_widths: Sequence[int] = ()) -> None:
-        """Read and compile the IR at `xml` for `precision` (fp32, bf16 or int8); `static_widths`
-        are the question widths that get fixed-shape copies on first use."""
+    def __init__(self, xml: Path, precision: str, cores: int, query_widths: Sequence[int] = ()) -> None:
+        """Read and compile the IR at `xml` for `precision` (fp32, bf16 or int8); `query_widths`
+        are the widths of the question copies (none: every pass on the dynamic model)."""
         import openvino as ov
 
         self.precision = precision
@@ -149,105 +141,62 @@ class OpenVINOForward:
         self._requests = {1: self._small.create_infer_request(), cores: self._large.create_infer_request()}
         self._cores = cores
         self._lock = threading.Lock()
-        self._widths = tuple(sorted(set(static_widths))) if precision in FIXED_PRECISIONS else ()
-        self._static: dict[Shape, Any] = {}  # (width, threads) -> infer request, filled by the compiler
-        self._asked: dict[Shape, int] = {}  # lone questions seen per shape before its copy was ready
-        self._queue: list[Shape] = []
-        self._compiler: threading.Thread | None = None
-        self._compiled = threading.Condition()
-        self.static_passes = 0
-        """Passes run on a fixed-shape copy (for tests and benchmarks)."""
+        self.query_widths = tuple(sorted(set(query_widths)))
+        self._copies: dict[Shape, Any] = {}  # (width, threads) -> infer request (None: failed to compile)
+        self._copy_lock = threading.Lock()
+        self.copy_passes = 0
+        """Passes run on a question copy (for tests and benchmarks)."""
 
     @property
-    def fixed_shapes(self) -> tuple[Shape, ...]:
-        """(width, threads) of the fixed-shape copies compiled and in use now."""
-        return tuple(sorted(self._static))
+    def query_shapes(self) -> tuple[Shape, ...]:
+        """(width, threads) of the question copies compiled so far."""
+        return tuple(sorted(s for s, r in self._copies.items() if r is not None))
 
-    def wait_fixed(self, shape: Shape, timeout: float) -> bool:
-        """Block until the copy for `shape` (width, threads) is in use (False on timeout)."""
-        with self._compiled:
-            return self._compiled.wait_for(lambda: shape in self._static, timeout)
+    def compile_query_copies(self) -> tuple[Shape, ...]:
+        """Compile every question copy not compiled yet (each width, each thread count a pass runs
+        on); returns the shapes in use."""
+        for width in self.query_widths:
+            for threads in sorted({1, self._cores}):
+                self._copy((width, threads))
+        return self.query_shapes
 
-    def wait_compiled(self, timeout: float) -> bool:
-        """Block until no fixed-shape copy waits to be compiled (False on timeout): for benchmarks."""
-        with self._compiled:
-            return self._compiled.wait_for(lambda: self._compiler is None, timeout)
+    def _copy(self, shape: Shape) -> Any:
+        """The infer request of the copy for `shape`, compiled on first use (None if it cannot be)."""
+        if shape in self._copies:
+            return self._copies[shape]
+        with self._copy_lock:
+            if shape not in self._copies:
+                width, threads = shape
+                try:
+                    fixed = self._model.clone()
+                    fixed.reshape({"input_ids": [-1, width], "attention_mask": [-1, width]})
+                    config = {**self._config, "INFERENCE_NUM_THREADS": threads}
+                    self._copies[shape] = self._core.compile_model(
+                        fixed, "CPU", config
+                    ).create_infer_request()
+                except Exception:  # consistently the dynamic model for this shape, then
+                    log.exception(
+                        "cannot compile the question copy for %d tokens on %d threads", width, threads
+                    )
+                    self._copies[shape] = None
+            return self._copies[shape]
 
-    def stop_compiling(self) -> None:
-        """Drop the copies queued but not yet compiling (asked for again by later questions), so
-        a closing process waits at most for the one in progress."""
-        with self._compiled:
-            for shape in self._queue:
-                self._asked.pop(shape, None)
-            self._queue.clear()
-
-    def _ask(self, shape: Shape) -> None:
-        """Count a lone question of `shape`; queue its copy's compilation at the FIXED_AFTER-th."""
-        self._asked[shape] = self._asked.get(shape, 0) + 1
-        if self._asked[shape] != FIXED_AFTER:
-            return
-        with self._compiled:
-            self._queue.append(shape)
-            if self._compiler is None:
-                # Not a daemon: a process that exits mid-compile waits for it (seconds) rather than
-                # aborting inside OpenVINO.
-                self._compiler = threading.Thread(target=self._compile_queued, name="openvino-compile")
-                self._compiler.start()
-
-    def _compile_queued(self) -> None:
-        """Compile the queued shapes' copies, one at a time, at the lowest CPU priority, then stop."""
-        # ~2.5 s of CPU per copy: questions and writes (the normal-priority threads) go first.
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        while True:
-            with self._compiled:
-                if not self._queue:
-                    self._compiler = None
-                    self._compiled.notify_all()
-                    return
-                shape = self._queue.pop(0)
-            width, threads = shape
-            try:
-                fixed = self._model.clone()
-                fixed.reshape({"input_ids": [1, width], "attention_mask": [1, width]})
-                config = {**self._config, "INFERENCE_NUM_THREADS": threads}
-                request = self._core.compile_model(fixed, "CPU", config).create_infer_request()
-            except Exception:  # the dynamic model keeps serving that shape
-                log.exception(
-                    "cannot compile the fixed-shape copy for %d tokens on %d threads", width, threads
-                )
-                continue
-            with self._compiled:
-                self._static[shape] = request
-                self._compiled.notify_all()
-
-    def _fixed(self, input_ids: Ids, mask: Ids, threads: int) -> tuple[Any, Ids, Ids] | None:
-        """The fixed-shape request for a lone question's pass and its inputs padded to its width,
-        when that copy is ready (else it is asked for)."""
-        rows, width = input_ids.shape
-        fit = next((w for w in self._widths if w >= width), None)
-        if rows != 1 or fit is None:
-            return None
-        shape = (fit, 1 if threads <= 1 else self._cores)
-        request = self._static.get(shape)
-        if request is None:
-            self._ask(shape)
-            return None
-        if fit > width:
-            input_ids = np.pad(input_ids, ((0, 0), (0, fit - width)))
-            mask = np.pad(mask, ((0, 0), (0, fit - width)))
-        return request, input_ids, mask
-
-    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, fixed_shape: bool = False) -> Vectors:
-        """One synchronous inference: a lone question (`fixed_shape`) on a fixed-width copy when one
-        is ready, else on the request sized for `threads`."""
+    def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, query: bool = False) -> Vectors:
+        """One synchronous inference on the request sized for `threads`, or for a question pass
+        that fits a copy, on that copy (its inputs padded to the copy's width)."""
+        width = input_ids.shape[1]
+        fit = next((w for w in self.query_widths if w >= width), None) if query else None
         with self._lock:
-            fixed = self._fixed(input_ids, mask, threads) if fixed_shape else None
-            if fixed is not None:
-                request, input_ids, mask = fixed
-                self.static_passes += 1
-            else:
+            request = None
+            if fit is not None:
+                request = self._copy((fit, 1 if threads <= 1 else self._cores))
+                if request is not None and fit > width:
+                    input_ids = np.pad(input_ids, ((0, 0), (0, fit - width)))
+                    mask = np.pad(mask, ((0, 0), (0, fit - width)))
+            if request is None:
                 request = self._requests[1 if threads <= 1 else self._cores]
+            else:
+                self.copy_passes += 1
             result = request.infer({"input_ids": input_ids, "attention_mask": mask}, share_inputs=True)
             out: Vectors = np.array(result[0], dtype=np.float32, copy=True)
         return out

@@ -185,13 +185,17 @@ class SearchService:
             if self._replica is not None and not self._replica.pg.pool.closed:
                 self._replica.pg.close()
             self.scheduler.close()
-            stop = getattr(self.core.state.embedder, "stop_background", None)
-            if stop is not None:  # queued fixed-shape compiles would hold up the exit
-                stop()
             self._pool.shutdown(wait=True)
             self.core.store.close()
         finally:
             self._lockfile.close()
+
+    def prepare_questions(self) -> None:
+        """Compile what the model runs questions on (OpenVINO's fixed-width copies, ~2 s) now, not
+        on the first questions: a server calls this before it reports ready."""
+        prepare = getattr(self.core.state.embedder, "prepare_questions", None)
+        if prepare is not None:
+            prepare()
 
     @property
     def state(self) -> ServingState:

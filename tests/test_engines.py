@@ -33,11 +33,9 @@ from citesearch.embeddings.engine_cache import (
     read_engines_manifest,
 )
 from citesearch.embeddings.engine_prepare import calibration_texts, engines_prepared, prepare_engines
-from citesearch.embeddings.engines import FIXED_AFTER, OpenVINOForward
+from citesearch.embeddings.engines import OpenVINOForward
 from citesearch.embeddings.prepare import MODEL_DIRNAME
 from citesearch.embeddings.scheduler import InferenceScheduler
-from citesearch.index.service import SearchService
-from citesearch.index.state import IndexConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "embeddings"
@@ -130,72 +128,59 @@ def _ids(emb: Embedder, question: str) -> tuple[np.ndarray, np.ndarray]:
     return input_ids, mask
 
 
-def test_lone_questions_run_on_fixed_shapes_with_the_same_vectors(engines: Path) -> None:
-    """A question's second pass of a shape asks for its fixed-shape copy; once compiled, lone questions of that width and thread count run on it
-    (narrower ones padded up) and give the dynamic model's vector."""
-    emb = load_embedder(engine="openvino", precision="bf16", engines_dir=engines, query_shapes=1)
+def test_question_passes_run_on_fixed_width_copies(engines: Path) -> None:
+    """A question pass of at most the last copy's width runs on the copy for its width and thread
+    count (compiled when first needed, narrower passes padded up, any number of rows); passages and
+    longer questions run on the dynamic model; the vectors agree with it."""
+    emb = load_embedder(engine="openvino", precision="int8", engines_dir=engines, query_shapes=2)
     fwd = emb._forward
-    assert isinstance(fwd, OpenVINOForward)
+    assert isinstance(fwd, OpenVINOForward) and fwd.query_widths == (16, 24)
     short, longer = "H20?", "Which company designed the H20 chip that China questioned over security?"
     s_ids, s_mask = _ids(emb, short)
     l_ids, l_mask = _ids(emb, longer)
     assert s_ids.shape[1] == 8 and l_ids.shape[1] == 24
-    assert not fwd.fixed_shapes
-    dynamic = fwd(s_ids, s_mask, 1, fixed_shape=True)  # nothing compiled yet: the dynamic model
-    assert not fwd.wait_fixed((16, 1), timeout=0)  # one question compiles nothing (a one-shot search)
-    fwd(s_ids, s_mask, 1, fixed_shape=True)  # the second asks for the 16-token one-thread copy
-    assert fwd.static_passes == 0
-    assert fwd.wait_fixed((16, 1), timeout=300)
-    fixed = fwd(s_ids, s_mask, 1, fixed_shape=True)
-    assert fwd.static_passes == 1
-    cos = float(fixed[0] @ dynamic[0] / np.linalg.norm(fixed[0]) / np.linalg.norm(dynamic[0]))
+    assert not emb.query_shapes
+    dynamic = fwd(s_ids, s_mask, 1)  # not a question pass: the dynamic model
+    on_copy = fwd(s_ids, s_mask, 1, query=True)
+    assert fwd.copy_passes == 1 and list(emb.query_shapes) == [(16, 1)]
+    cos = float(on_copy[0] @ dynamic[0] / np.linalg.norm(on_copy[0]) / np.linalg.norm(dynamic[0]))
     assert cos > 0.999
-    # Two rows, a passage pass, or a width beyond the copies: the dynamic model, and no copy asked.
-    fwd(np.vstack([s_ids, s_ids]), np.vstack([s_mask, s_mask]), 1, fixed_shape=True)
-    fwd(s_ids, s_mask, 1)
-    fwd(l_ids, l_mask, 1, fixed_shape=True)
-    fwd(l_ids, l_mask, 1, fixed_shape=True)
-    assert fwd.static_passes == 1
-    assert fwd.wait_compiled(timeout=300)
-    assert fwd.fixed_shapes == emb.query_shapes == ((16, 1),)
-
-
-def test_a_closing_service_drops_queued_compiles_and_later_questions_ask_again(
-    engines: Path, tmp_path: Path
-) -> None:
-    """Closing waits only for the copy being compiled; one dropped from the queue is compiled
-    when questions of its shape come again."""
-    emb = load_embedder(engine="openvino", precision="bf16", engines_dir=engines, query_shapes=2)
-    fwd = emb._forward
-    assert isinstance(fwd, OpenVINOForward)
-    short, longer = _ids(emb, "H20?"), _ids(emb, "Which company designed the H20 chip that China questioned?")
-    assert (short[0].shape[1], longer[0].shape[1]) == (8, 24)
-    for ids, mask in (short, short, longer, longer):  # 16x1 starts compiling, 24x1 waits behind it
-        fwd(ids, mask, 1, fixed_shape=True)
-    service = SearchService(IndexConfig(data_dir=tmp_path / "data"), emb)
-    service.close()
-    assert fwd.wait_compiled(timeout=300)
-    assert fwd.fixed_shapes == ((16, 1),)
-    for _ in range(FIXED_AFTER):
-        fwd(*longer, 1, fixed_shape=True)
-    assert fwd.wait_fixed((24, 1), timeout=300)
+    fwd(np.vstack([s_ids, s_ids]), np.vstack([s_mask, s_mask]), 1, query=True)  # two rows: the same copy
+    assert fwd.copy_passes == 2
+    wide_ids, wide_mask = _ids(emb, longer * 2)
+    assert wide_ids.shape[1] > 24
+    fwd(wide_ids, wide_mask, 1, query=True)  # wider than every copy: the dynamic model
+    assert fwd.copy_passes == 2 and list(emb.query_shapes) == [(16, 1)]
+    fwd(l_ids, l_mask, 1, query=True)
+    assert fwd.copy_passes == 3 and list(emb.query_shapes) == [(16, 1), (24, 1)]
+    cores = len(os.sched_getaffinity(0))
+    assert emb.prepare_questions() == tuple(sorted((w, t) for w in (16, 24) for t in {1, cores}))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_a_question_gets_one_vector_whichever_compiled_model_runs_it(engines: Path, precision: str) -> None:
-    """Lone (a fixed-shape copy: fp32 and bf16 only) or batched with a longer question (the dynamic
-    model): the same vector, so the pages of one ranking agree. int8 copies computed otherwise."""
+def test_a_question_gets_one_vector_whichever_pass_runs_it(engines: Path, precision: str) -> None:
+    """Alone, batched with a longer question (which runs on the dynamic model) or with another
+    short one, on one thread or two, before or after the copies are compiled: the same vector, so
+    the pages of one ranking agree. (int8 copies with one fixed row computed other vectors than
+    the dynamic model, down to cosine 0.99974: a question's vector depended on its company.)"""
     emb = load_embedder(engine="openvino", precision=precision, engines_dir=engines, query_shapes=2)
     fwd = emb._forward
     assert isinstance(fwd, OpenVINOForward)
     questions = ["H20?", "Which company designed the H20 chip?", "¿Quién fabrica el chip H20 de NVIDIA?"]
-    emb.warm_query_shapes(questions)
-    assert bool(fwd.fixed_shapes) == (precision == "bf16")
     longer = "Which company designed the H20 chip that China questioned over security, and when? " * 2
+    first = {q: emb.encode_queries([q])[0] for q in questions}
+    emb.prepare_questions()
     for q in questions:
-        lone = emb.encode_queries([q])[0]
-        batched = emb.encode_queries([q, longer])[0]
-        assert float(lone @ batched) > 0.999999, q
+        for vec in (
+            emb.encode_queries([q])[0],
+            emb.encode_queries([q, longer])[0],
+            emb.encode_queries([longer, q, "H20?"])[1],
+        ):
+            assert float(first[q] @ vec) > 0.9999995, q
+        for threads in (1, len(os.sched_getaffinity(0))):
+            ids, mask = _ids(emb, q)
+            vec = fwd(ids, mask, threads, query=True)[0]
+            assert float(first[q] @ (vec / np.linalg.norm(vec))) > 0.9999995, (q, threads)
 
 
 def test_the_scheduler_runs_the_openvino_engine(engines: Path) -> None:
@@ -379,12 +364,9 @@ def test_stats_and_search_show_and_use_the_engine(client: TestClient, engines: P
     assert stats["engine"] == "openvino-bf16" and stats["passages"] > 0
     hits = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
     assert hits["results"] and hits["results"][0]["article_id"] == "h20"
-    for _ in range(2 * FIXED_AFTER):  # two thread counts: one of them is asked for FIXED_AFTER times
-        client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3})
-    forward = _openvino(engines, "bf16")._forward  # the client's model
-    assert isinstance(forward, OpenVINOForward) and forward.wait_compiled(timeout=300)
-    shapes = client.get("/v1/stats").json()["query_shapes"]
-    assert shapes and all(t in (1, len(os.sched_getaffinity(0))) for _, t in shapes), shapes
+    shapes = client.get("/v1/stats").json()["query_shapes"]  # compiled before the app was ready
+    cores = len(os.sched_getaffinity(0))
+    assert shapes == [[w, t] for w in (16, 24, 32) for t in sorted({1, cores})], shapes
     again = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
     assert [r["passage_id"] for r in again["results"]] == [r["passage_id"] for r in hits["results"]]
 
