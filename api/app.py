@@ -147,7 +147,7 @@ def create_app(
     def load() -> None:
         try:
             embedder = state.embedder_factory(settings.model)
-            state.service = SearchService(
+            service = SearchService(
                 settings.index_config(),
                 embedder,
                 cluster=settings.cluster_config(),
@@ -155,8 +155,13 @@ def create_app(
                     None if name is None else settings.reindex_model_source(name) or name
                 ),
             )
-            state.service.prepare_questions()
-            log.info("citesearch ready: %s", state.service.stats())
+            try:  # before the service is ready, so no question or write waits on a compile
+                service.prepare_questions()
+            except BaseException:
+                service.close()
+                raise
+            state.service = service
+            log.info("citesearch ready: %s", service.stats())
         except Exception as exc:
             log.exception("start-up failed")
             state.load_error = _public_load_error(exc)

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -369,6 +370,25 @@ def test_stats_and_search_show_and_use_the_engine(client: TestClient, engines: P
     assert shapes == [[w, t] for w in (16, 24, 32) for t in sorted({1, cores})], shapes
     again = client.post("/v1/search", json={"query": "英伟达的H20芯片有后门吗？", "top_k": 3}).json()
     assert [r["passage_id"] for r in again["results"]] == [r["passage_id"] for r in hits["results"]]
+
+
+def test_a_server_is_ready_only_once_its_question_copies_are_compiled(engines: Path, tmp_path: Path) -> None:
+    """Loading in the background, /readyz turns 200 only after the copies: no question or write
+    of a client that waited for readiness waits on a compile."""
+    settings = Settings(data_dir=tmp_path / "data")
+    app = create_app(
+        settings,
+        embedder_factory=lambda _m: load_embedder(engine="openvino", precision="int8", engines_dir=engines),
+        load_in_background=True,
+    )
+    cores = len(os.sched_getaffinity(0))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 300
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # polling a condition with a deadline
+        shapes = client.get("/v1/stats").json()["query_shapes"]
+        assert shapes == [[w, t] for w in (16, 24, 32) for t in sorted({1, cores})], shapes
 
 
 def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_path: Path) -> None:
