@@ -53,7 +53,7 @@ from citesearch.index.pg_store import (
     PgStore,
 )
 from citesearch.index.sqlite_store import SqliteStore
-from citesearch.index.state import Core, Encoder, IndexConfig, ServingState
+from citesearch.index.state import Core, Encoder, IndexConfig, ServingState, prepare_questions
 from citesearch.index.store import NewPassage, Sentences, StoreTransaction
 from citesearch.index.vectors import VectorIndex
 from citesearch.index.writes import Prepared, Writer, WriteResult, WriteStatus, add_passages, now_iso
@@ -250,6 +250,7 @@ class Replica:
             raise ModelMismatchError(
                 f"the cluster serves model {model_id!r}; {model_name!r} loads {loaded.model_id!r} here"
             )
+        prepare_questions(loaded)  # it may serve questions soon: not on its first ones
         self._models[model_id] = loaded
         return loaded
 

@@ -41,7 +41,7 @@ from citesearch.index.maintenance import Maintenance, RepairReport
 from citesearch.index.rebuild import Rebuilder
 from citesearch.index.search import Searcher, SearchOutcome, SearchQuery
 from citesearch.index.sqlite_store import SqliteStore
-from citesearch.index.state import Core, Encoder, IndexConfig, ServingState
+from citesearch.index.state import Core, Encoder, IndexConfig, ServingState, prepare_questions
 from citesearch.index.store import ArticleRow, PassageRow, Store
 from citesearch.index.vectors import VectorIndex
 from citesearch.index.writes import Writer, WriteResult
@@ -193,9 +193,7 @@ class SearchService:
     def prepare_questions(self) -> None:
         """Compile what the model runs questions on (OpenVINO's fixed-width copies, ~2 s) now, not
         on the first questions: a server calls this before it reports ready."""
-        prepare = getattr(self.core.state.embedder, "prepare_questions", None)
-        if prepare is not None:
-            prepare()
+        prepare_questions(self.core.state.embedder)
 
     @property
     def state(self) -> ServingState:
@@ -287,6 +285,8 @@ class SearchService:
 
         In a cluster the build is cluster-wide (`model_name`: what other processes load it by).
         """
+        if embedder is not None:  # a model to switch to: ready for questions before it serves them
+            prepare_questions(embedder)
         if self._replica is not None:
             generation = self._replica.reindex(embedder, model_name, progress)
         else:

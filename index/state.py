@@ -57,6 +57,14 @@ class Encoder(Protocol):
     def count_tokens_batch(self, texts: list[str]) -> list[int]: ...
 
 
+def prepare_questions(encoder: Encoder) -> None:
+    """Compile what `encoder` runs questions on (OpenVINO's question copies, ~2 s) now: before a
+    server is ready, or before a model it switches to serves, rather than on its first questions."""
+    prepare = getattr(encoder, "prepare_questions", None)
+    if prepare is not None:
+        prepare()
+
+
 @dataclass(frozen=True)
 class ServingState:
     """What one generation serves with: its model, its FAISS index and its language means.

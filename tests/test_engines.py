@@ -37,6 +37,9 @@ from citesearch.embeddings.engine_prepare import calibration_texts, engines_prep
 from citesearch.embeddings.engines import OpenVINOForward
 from citesearch.embeddings.prepare import MODEL_DIRNAME
 from citesearch.embeddings.scheduler import InferenceScheduler
+from citesearch.index.articles import ArticleInput
+from citesearch.index.service import SearchService
+from citesearch.index.state import IndexConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "embeddings"
@@ -389,6 +392,22 @@ def test_a_server_is_ready_only_once_its_question_copies_are_compiled(engines: P
             time.sleep(0.05)  # polling a condition with a deadline
         shapes = client.get("/v1/stats").json()["query_shapes"]
         assert shapes == [[w, t] for w in (16, 24, 32) for t in sorted({1, cores})], shapes
+
+
+def test_a_model_a_reindex_switches_to_has_its_question_copies_before_it_serves(
+    engines: Path, tmp_path: Path
+) -> None:
+    service = SearchService(IndexConfig(data_dir=tmp_path / "data"), _openvino(engines, "int8"))
+    try:
+        title, _, body = SEED.read_text(encoding="utf-8").partition("\n")
+        service.upsert([ArticleInput(id="h20", title=title, text=body)])
+        new = load_embedder(engine="openvino", precision="bf16", engines_dir=engines)
+        assert not new.query_shapes
+        service.reindex(new)
+        assert service.state.embedder is new
+        assert {w for w, _ in new.query_shapes} == {16, 24, 32}
+    finally:
+        service.close()
 
 
 def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_path: Path) -> None:
