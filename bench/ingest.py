@@ -4,6 +4,9 @@ Run: `.venv/bin/python -m bench.ingest`. Writes bench/results/ingest.json.
 `python -m bench.ingest --sentences N`: the cost of sentence vectors instead: N articles (every
 language in turn) ingested without them, then with them (a fresh data directory each, same process
 and model), passages/s and stored bytes per passage; writes bench/results/ingest-sentences.json.
+`python -m bench.ingest --passage-vectors N`: N articles ingested with passage vectors from the model
+and pooled from their sentences (IndexConfig.passage_vectors), alternately, three times each;
+writes bench/results/ingest-passage-vectors.json.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -26,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "eval" / "xquad" / "corpus.jsonl"
 
 
-def sentence_cost(n_articles: int) -> dict[str, object]:
-    """Ingest the same articles without and with sentence vectors; throughput and stored bytes."""
+def _sample(n_articles: int) -> list[ArticleInput]:
+    """The first `n_articles` of the corpus, every language in turn."""
     rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
     by_lang: dict[str, list[dict[str, str]]] = {}
     for r in rows:
@@ -35,10 +39,43 @@ def sentence_cost(n_articles: int) -> dict[str, object]:
     picked = [lang_rows[i] for i in range(48) for lang_rows in by_lang.values() if i < len(lang_rows)][
         :n_articles
     ]
-    inputs = [
+    return [
         ArticleInput(id=r["id"].replace("/", "-"), title=r["title"], text=r["text"], language=r["language"])
         for r in picked
     ]
+
+
+def passage_vector_cost(n_articles: int, rounds: int = 3) -> dict[str, object]:
+    """Ingest the same articles with model and with pooled passage vectors, alternately; passages/s."""
+    inputs = _sample(n_articles)
+    embedder = load_embedder()
+    embedder.encode_passages(["warm-up passage"])
+    out: dict[str, object] = {"articles": len(inputs), "load_average_before": list(os.getloadavg())}
+    rates: dict[str, list[float]] = {"model": [], "sentences": []}
+    for _ in range(rounds):
+        for label in ("model", "sentences"):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = IndexConfig(data_dir=Path(tmp), passage_vectors=label)
+                svc = SearchService(config, embedder)
+                try:
+                    t0 = time.perf_counter()
+                    for i in range(0, len(inputs), 16):
+                        svc.upsert(inputs[i : i + 16])
+                    seconds = time.perf_counter() - t0
+                    passages = svc.stats().passages
+                finally:
+                    svc.close()
+            rates[label].append(round(passages / seconds, 1))
+            out["passages"] = passages
+    out["passages_per_s"] = rates
+    out["median_passages_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
+    out["load_average_after"] = list(os.getloadavg())
+    return out
+
+
+def sentence_cost(n_articles: int) -> dict[str, object]:
+    """Ingest the same articles without and with sentence vectors; throughput and stored bytes."""
+    inputs = _sample(n_articles)
     embedder = load_embedder()
     embedder.encode_passages(["warm-up passage"])
     out: dict[str, object] = {"articles": len(inputs), "load_average_before": list(os.getloadavg())}
@@ -120,6 +157,10 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--sentences":
         res = sentence_cost(int(sys.argv[2]))
         (ROOT / "bench" / "results" / "ingest-sentences.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--passage-vectors":
+        res = passage_vector_cost(int(sys.argv[2]))
+        (ROOT / "bench" / "results" / "ingest-passage-vectors.json").write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
     else:
         main()

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from citesearch.embeddings import Embedder, load_embedder
+from citesearch.index import writes
 from citesearch.index.articles import ArticleInput
 from citesearch.index.search import HighlightMode, Hit, Mode, SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
@@ -181,9 +182,16 @@ def settings(
             yield Setting(f"mixed-seed{seed}", ds, qs, True)
 
 
-def build(embedder: CachingEmbedder, docs: Sequence[Doc], neutral_titles: bool) -> tuple[SearchService, Path]:
+def build(
+    embedder: CachingEmbedder, docs: Sequence[Doc], neutral_titles: bool, passage_vectors: str = "model"
+) -> tuple[SearchService, Path]:
+    """A fresh index of `docs`; `passage_vectors`: "model", or how units are pooled (writes.UNIT_WEIGHTS)."""
     tmp = Path(tempfile.mkdtemp(prefix="citesearch-quality-"))
-    svc = SearchService(IndexConfig(data_dir=tmp, checkpoint_every_s=3600), embedder)
+    config = IndexConfig(data_dir=tmp, checkpoint_every_s=3600)
+    if passage_vectors != "model":
+        config.passage_vectors = "sentences"
+        writes.UNIT_WEIGHTS = passage_vectors  # type: ignore[assignment]
+    svc = SearchService(config, embedder)
     titles = sorted({d.title for d in docs})
     inputs = [
         ArticleInput(
@@ -278,6 +286,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="passages per article: 10 (every passage of an article may rank, as in the paragraph-level "
         "baseline of ../shared/eval) or 1 (the API's default, one passage per article)",
     )
+    ap.add_argument(
+        "--passage-vectors",
+        choices=["model", "equal", "chars", "tokens"],
+        default="model",
+        help="passage vectors from the model, or pooled from their sentence units' (weights per unit)",
+    )
     ap.add_argument("--no-fairness", action="store_true", help="turn cross-language fairness off")
     ap.add_argument(
         "--highlight",
@@ -306,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sample": args.sample or "all",
         "per_article": args.per_article,
         "fairness": not args.no_fairness,
+        "passage_vectors": args.passage_vectors,
         "settings": {},
     }
     per_setting: dict[str, dict[str, dict[str, list[Outcome]]]] = {}
@@ -313,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def run(
         name: str, docs_: Sequence[Doc], qs: list[tuple[Question, str, tuple[int, int]]], neutral: bool
     ) -> None:
-        svc, _ = build(embedder, docs_, neutral)
+        svc, _ = build(embedder, docs_, neutral, args.passage_vectors)
         embedder.save()
         try:
             got = evaluate(

@@ -41,6 +41,10 @@ class IndexConfig:
     sentence_vectors: bool = True
     """Embed every sentence of every passage (passage choice, article score, highlight); off: the
     passage vector stands for its one sentence (ingest benchmarks compare the two)."""
+    passage_vectors: Literal["model", "sentences"] = "model"
+    """Where a passage's vector comes from: "model" embeds the passage text as well as its
+    sentences; "sentences" runs the model on the sentences only and pools their vectors (half the
+    model work at ingest). A passage that is one sentence unit is embedded once either way."""
 
 
 class Encoder(Protocol):

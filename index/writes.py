@@ -56,6 +56,50 @@ def sentence_units(text: str, start: int, end: int, language: str | None) -> lis
     return out
 
 
+UNIT_WEIGHTS: Literal["equal", "chars", "tokens"] = "tokens"
+"""How a passage pools its sentence units' vectors (passage_vectors="sentences"): each unit counts
+once, or by its length in characters, or in model tokens (closest to the model's own mean pooling
+over the passage's tokens)."""
+
+
+def unit_weights(
+    embedder: Encoder, units: Sequence[list[tuple[int, int]]], texts: Sequence[str]
+) -> list[npt.NDArray[np.float32]]:
+    """Per passage of several units, one weight per unit (`texts`: every unit's text, in order)."""
+    if UNIT_WEIGHTS == "tokens":
+        overhead = embedder.count_tokens_batch([""])[0]  # the prompt and special tokens
+        flat = [max(1, n - overhead) for n in embedder.count_tokens_batch(list(texts))]
+    elif UNIT_WEIGHTS == "chars":
+        flat = [e - b for u in units for b, e in u]
+    else:
+        flat = [1] * len(texts)
+    bounds = np.cumsum([0, *(len(u) for u in units)])
+    w = np.asarray(flat, dtype=np.float32)
+    return [w[b:e] for b, e in itertools.pairwise(bounds)]
+
+
+def pool_passages(
+    n_units: Sequence[int],
+    own: npt.NDArray[np.float32],
+    sentence_vecs: Sequence[npt.NDArray[np.float32]],
+    weights: Sequence[npt.NDArray[np.float32]],
+    dim: int,
+) -> npt.NDArray[np.float32]:
+    """Every passage's vector, in order: its own (`own`, in order) when it is one unit, else the
+    L2-normalised weighted mean of its units' vectors (`sentence_vecs` and `weights`, in order)."""
+    out = np.empty((len(n_units), dim), dtype=np.float32)
+    i = j = 0
+    for k, n in enumerate(n_units):
+        if n == 1:
+            out[k] = own[i]
+            i += 1
+        else:
+            v = weights[j] @ sentence_vecs[j]
+            out[k] = v / np.linalg.norm(v)
+            j += 1
+    return out
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What one article write did."""
@@ -168,20 +212,29 @@ class Writer:
         """Split and embed articles (no lock held); InvalidArticleError if one has too many passages.
 
         Passages and their sentences go to the model in one scheduler call (it batches by length);
-        a passage that is one sentence reuses its passage vector.
+        a passage that is one sentence reuses its passage vector. With `passage_vectors="sentences"`
+        a passage of several sentence units is not embedded itself: its vector pools its units'.
         """
         spans = [self._split(a, i, embedder) for i, a in enumerate(articles)]
         units = [[self._sentence_units(a, s) for s in ss] for a, ss in zip(articles, spans, strict=True)]
-        flat = [s.text for ss in spans for s in ss]
-        flat += [
-            a.text[b:e] for a, us in zip(articles, units, strict=True) for u in us if len(u) > 1 for b, e in u
+        flat = [
+            (a, s, u)
+            for a, ss, us in zip(articles, spans, units, strict=True)
+            for s, u in zip(ss, us, strict=True)
         ]
-        vecs = self.core.scheduler.encode_passages(embedder, flat, priority)
-        n = sum(len(ss) for ss in spans)
-        counts = [len(u) for us in units for u in us if len(u) > 1]
-        bounds = np.cumsum([n, *counts])
-        sentence_vecs = (vecs[b:e] for b, e in itertools.pairwise(bounds))
-        return assemble(articles, spans, units, vecs[:n], sentence_vecs)
+        pooled = self.core.config.passage_vectors == "sentences"
+        own = [s.text for _, s, u in flat if len(u) == 1 or not pooled]
+        parts = [a.text[b:e] for a, _, u in flat if len(u) > 1 for b, e in u]
+        vecs = self.core.scheduler.encode_passages(embedder, own + parts, priority)
+        counts = [len(u) for _, _, u in flat if len(u) > 1]
+        bounds = np.cumsum([len(own), *counts])
+        sentence_vecs = [vecs[b:e] for b, e in itertools.pairwise(bounds)]
+        passage_vecs = vecs[: len(own)]
+        if pooled:
+            weights = unit_weights(embedder, [u for _, _, u in flat if len(u) > 1], parts)
+            n_units = [len(u) for _, _, u in flat]
+            passage_vecs = pool_passages(n_units, passage_vecs, sentence_vecs, weights, embedder.dim)
+        return assemble(articles, spans, units, passage_vecs, iter(sentence_vecs))
 
     def _sentence_units(self, article: Article, span: PassageSpan) -> list[tuple[int, int]]:
         """The passage's sentences as embedded (offsets into the article); one span when switched off."""
@@ -306,5 +359,6 @@ __all__ = [
     "article_from_row",
     "assemble",
     "now_iso",
+    "pool_passages",
     "sentence_units",
 ]
