@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
+from pydantic import ValidationError
 
+from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
 from citesearch.index.search import SearchQuery
 from citesearch.index.service import IndexConfig, SearchService
@@ -81,3 +84,15 @@ def test_model_passage_vectors_embed_the_passage_text(tmp_path: Path, embedder: 
         assert np.allclose(vecs, embedder.encode_passages(texts), atol=1e-5)
     finally:
         svc.close()
+
+
+def test_the_setting_reaches_the_index_and_refuses_other_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITESEARCH_PASSAGE_VECTORS", "sentences")
+    assert Settings(data_dir=tmp_path).index_config().passage_vectors == "sentences"
+    monkeypatch.setenv("CITESEARCH_PASSAGE_VECTORS", "late")
+    with pytest.raises(ValidationError, match="passage_vectors"):
+        Settings(data_dir=tmp_path)
+    monkeypatch.delenv("CITESEARCH_PASSAGE_VECTORS")
+    assert Settings(data_dir=tmp_path).index_config().passage_vectors == "model"
