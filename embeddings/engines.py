@@ -143,7 +143,6 @@ class OpenVINOForward:
         self._lock = threading.Lock()
         self.query_widths = tuple(sorted(set(query_widths)))
         self._copies: dict[Shape, Any] = {}  # (width, threads) -> infer request (None: failed to compile)
-        self._copy_lock = threading.Lock()
         self.copy_passes = 0
         """Passes run on a question copy (for tests and benchmarks)."""
 
@@ -155,31 +154,26 @@ class OpenVINOForward:
     def compile_query_copies(self) -> tuple[Shape, ...]:
         """Compile every question copy not compiled yet (each width, each thread count a pass runs
         on); returns the shapes in use."""
-        for width in self.query_widths:
-            for threads in sorted({1, self._cores}):
-                self._copy((width, threads))
+        with self._lock:
+            for width in self.query_widths:
+                for threads in sorted({1, self._cores}):
+                    self._copy((width, threads))
         return self.query_shapes
 
     def _copy(self, shape: Shape) -> Any:
-        """The infer request of the copy for `shape`, compiled on first use (None if it cannot be)."""
-        if shape in self._copies:
-            return self._copies[shape]
-        with self._copy_lock:
-            if shape not in self._copies:
-                width, threads = shape
-                try:
-                    fixed = self._model.clone()
-                    fixed.reshape({"input_ids": [-1, width], "attention_mask": [-1, width]})
-                    config = {**self._config, "INFERENCE_NUM_THREADS": threads}
-                    self._copies[shape] = self._core.compile_model(
-                        fixed, "CPU", config
-                    ).create_infer_request()
-                except Exception:  # consistently the dynamic model for this shape, then
-                    log.exception(
-                        "cannot compile the question copy for %d tokens on %d threads", width, threads
-                    )
-                    self._copies[shape] = None
-            return self._copies[shape]
+        """The infer request of the copy for `shape`, compiled on first use (None if it cannot be);
+        the caller holds the pass lock."""
+        if shape not in self._copies:
+            width, threads = shape
+            try:
+                fixed = self._model.clone()
+                fixed.reshape({"input_ids": [-1, width], "attention_mask": [-1, width]})
+                config = {**self._config, "INFERENCE_NUM_THREADS": threads}
+                self._copies[shape] = self._core.compile_model(fixed, "CPU", config).create_infer_request()
+            except Exception:  # consistently the dynamic model for this shape, then
+                log.exception("cannot compile the question copy for %d tokens on %d threads", width, threads)
+                self._copies[shape] = None
+        return self._copies[shape]
 
     def __call__(self, input_ids: Ids, mask: Ids, threads: int, *, query: bool = False) -> Vectors:
         """One synchronous inference on the request sized for `threads`, or for a question pass
