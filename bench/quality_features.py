@@ -51,8 +51,9 @@ PASSAGE_COLS = (
     "same_lang",
     "p_overlap",
     "s_begin",
+    "p_cent",
 )
-SENT_COLS = ("fair", "plain", "overlap", "covers")
+SENT_COLS = ("fair", "plain", "overlap", "covers", "s_cent")
 
 
 class Corpus:
@@ -82,6 +83,24 @@ class Corpus:
                     set(terms(r.text[int(b) - r.char_start : int(e) - r.char_start], r.language))
                     for b, e in sp
                 ]
+        # How typical of its article each passage and sentence is: cosine to the mean of the
+        # article's other passages (0 for a one-passage article) and to the mean of all of them.
+        pvec: dict[int, Any] = {}
+        for vids, vecs, _ in store.iter_vectors(gen, ids):
+            for i, v in zip(vids, vecs, strict=True):
+                pvec[int(i)] = np.asarray(v, dtype=np.float64)
+        by_article: dict[str, list[int]] = {}
+        for pid in ids:
+            by_article.setdefault(rows[pid].article_id, []).append(pid)
+        self.p_cent: dict[int, float] = {}
+        self.art_mean: dict[str, Any] = {}
+        for aid, pids in by_article.items():
+            tot = sum(pvec[p] for p in pids)
+            self.art_mean[aid] = tot / max(np.linalg.norm(tot), 1e-9)
+            for p in pids:
+                rest = tot - pvec[p]
+                nr = np.linalg.norm(rest)
+                self.p_cent[p] = float(pvec[p] @ rest / nr) if len(pids) > 1 and nr > 1e-9 else 0.0
         n = len(ids)
         self.idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         self.rows = rows
@@ -148,6 +167,7 @@ def dump_setting(
                     row.language == lang.code,
                     sum(corpus.idf.get(t, 0.0) for t in qterms & corpus.passage_terms[pid]),
                     acc["s_count"][0] + len(srow),
+                    corpus.p_cent[pid],
                 )
             )
             sims = (
@@ -155,6 +175,7 @@ def dump_setting(
                 if c.fair is None
                 else c.fair.rescore(corpus.sent_vecs[pid], [c.langs.get(pid, "")] * len(sp))
             )
+            scent = np.asarray(corpus.sent_vecs[pid], dtype=np.float64) @ corpus.art_mean[row.article_id]
             for j, (b, e) in enumerate(sp):
                 srow.append(
                     (
@@ -162,6 +183,7 @@ def dump_setting(
                         float(ev.plain[j]),
                         sum(corpus.idf.get(t, 0.0) for t in qterms & corpus.sent_terms[pid][j]),
                         ok and b <= span[0] and span[1] <= e,
+                        float(scent[j]),
                     )
                 )
         acc["s_count"][0] += len(srow)
