@@ -56,10 +56,11 @@ MIN_CANDIDATES = 100
 LEXICAL_WEIGHT = 1.0
 """Weight of max-normalised BM25 against normalised dense score inside the question's language."""
 COMMON_TERM_SHARE = 1 / 3
-"""Query terms found in more than this share of passages are left out of BM25: their IDF is at most
+"""Query terms found in more than this share of the passages BM25 searches (those in the question's
+language, in hybrid mode) are left out of BM25: their IDF is at most
 log 2 (a tenth of a rare term's), yet scoring their postings is most of BM25's cost in a large corpus."""
 COMMON_TERM_MIN_PASSAGES = 1_000
-"""Below this many passages every term is kept (BM25 is cheap there)."""
+"""Below this many passages (in the language searched) every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
 """Dense scores are normalised between the best and the NORM_DEPTH-th of the first FAISS candidates."""
 EVIDENCE_ARTICLES = 10
@@ -253,14 +254,17 @@ def lexical(snap: Snapshot, p: Plan, language: str | None) -> dict[int, float]:
     q_terms = list(dict.fromkeys(terms(p.query.text, language)))
     if not q_terms:
         return {}
-    common = snap.store.common_terms(q_terms, COMMON_TERM_SHARE, COMMON_TERM_MIN_PASSAGES)
-    if common and len(common) < len(q_terms):
-        q_terms = [t for t in q_terms if t not in common]
     filters = p.query.filters
     if p.query.mode == "hybrid" and language is not None:
         if filters.languages and language not in filters.languages:
             return {}
         filters = replace(filters, languages=(language,))
+    # Common within what BM25 searches: in a corpus of twelve languages no word is in a third of all
+    # passages, yet "der" is in most German ones, and scoring its postings is most of BM25's time.
+    scope = filters.languages[0] if len(filters.languages) == 1 else None
+    common = snap.store.common_terms(q_terms, COMMON_TERM_SHARE, COMMON_TERM_MIN_PASSAGES, scope)
+    if common and len(common) < len(q_terms):
+        q_terms = [t for t in q_terms if t not in common]
     rows = snap.store.lexical(q_terms, snap.state.generation, filters, p.k)
     return {pid: s for pid, s, _lang in rows}
 

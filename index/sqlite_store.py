@@ -326,14 +326,20 @@ class SqliteStore:
         ).fetchall()
         return [(int(r[0]), float(r[1]), str(r[2])) for r in rows]
 
-    def common_terms(self, terms: Sequence[str], share: float, min_passages: int) -> set[str]:
-        """The terms found in more than `share` of all passages (none while fewer than `min_passages`).
+    def common_terms(
+        self, terms: Sequence[str], share: float, min_passages: int, language: str | None = None
+    ) -> set[str]:
+        """The terms found in more than `share` of the passages in `language` (all passages when
+        None); none while there are fewer than `min_passages` of them.
 
         Document frequencies come from a cache refreshed when the corpus has grown or shrunk by a
-        tenth: they only decide which terms are too common to be worth BM25's time.
+        tenth: they only decide which terms are too common to be worth BM25's time. A term's count
+        is over every language; a word is rarely spelled the same in two, and when it is, it is
+        common in the language BM25 searches only the more.
         """
         total = self._passage_total()
-        if total < min_passages:
+        scope = total if language is None else self._passage_total(language)
+        if scope < max(min_passages, 1):
             return set()
         with self._df_lock:
             if abs(total - self._df_total) > self._df_total / 10 or len(self._df_cache) > 100_000:
@@ -350,11 +356,17 @@ class SqliteStore:
             dfs.update(fetched)
             with self._df_lock:
                 self._df_cache.update(fetched)
-        return {t for t, df in dfs.items() if df > share * total}
+        return {t for t, df in dfs.items() if df > share * scope}
 
-    def _passage_total(self) -> int:
-        """Passages of every generation, from the per-language counts (no table scan)."""
-        row = self._reader.execute("SELECT sum(n) FROM lang_stats").fetchone()
+    def _passage_total(self, language: str | None = None) -> int:
+        """Passages of every generation (in one language, or all), from the per-language counts
+        (no table scan)."""
+        if language is None:
+            row = self._reader.execute("SELECT sum(n) FROM lang_stats").fetchone()
+        else:
+            row = self._reader.execute(
+                "SELECT sum(n) FROM lang_stats WHERE language = ?", (language,)
+            ).fetchone()
         return int(row[0] or 0)
 
     def articles_changed_since(self, seq: int) -> list[str]:

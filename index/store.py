@@ -266,6 +266,9 @@ class Store(Protocol):
         """BM25 top `limit` for passages holding any of `terms`: (passage id, score, language)."""
         ...
 
-    def common_terms(self, terms: Sequence[str], share: float, min_passages: int) -> set[str]:
-        """The terms found in more than `share` of all passages (none below `min_passages`)."""
+    def common_terms(
+        self, terms: Sequence[str], share: float, min_passages: int, language: str | None = None
+    ) -> set[str]:
+        """The terms found in more than `share` of the passages in `language` (all passages when
+        None); none while there are fewer than `min_passages` of them."""
         ...

@@ -22,6 +22,7 @@ from citesearch.index.search import (
 )
 from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Filters
+from tests.fakes import FakeEncoder
 
 BRIDGE = ArticleInput(
     id="en-bridge",
@@ -330,3 +331,32 @@ def test_terms_in_most_passages_are_known_as_common(service: SearchService) -> N
     bridge, engineer = terms("bridge", "en")[0], terms("Strauss", "en")[0]
     assert service.store.common_terms([bridge, engineer], 1 / 3, 0) == {bridge}
     assert service.store.common_terms([bridge, engineer], 1 / 3, 10**6) == set()  # small corpus: keep all
+
+
+def test_common_terms_are_judged_within_the_language_searched(tmp_path: Path) -> None:
+    """In a corpus of many languages no word is in a third of all passages; hybrid BM25 searches the
+    question's language only, so a word is common when it is in a third of that language's passages."""
+    svc = SearchService(IndexConfig(data_dir=tmp_path / "data"), FakeEncoder())
+    try:
+        svc.upsert(
+            [
+                ArticleInput(id=f"en-{i}", text=f"Harbour dues rose for ship {i}.", language="en")
+                for i in range(3)
+            ]
+            + [
+                ArticleInput(id=f"de-{i}", text=f"Die Hafengebühren für Schiff {i}.", language="de")
+                for i in range(6)
+            ]
+        )
+        harbour, ship = terms("harbour", "en")[0], terms("ship", "en")[0]
+        store = svc.store
+        assert store.common_terms([harbour, ship], 1 / 3, 0) == set()  # 3 of 9 passages: not over a third
+        assert store.common_terms([harbour, ship], 1 / 3, 0, "en") == {harbour, ship}  # 3 of 3 English
+        assert store.common_terms([harbour], 1 / 3, 4, "en") == set()  # 3 English passages: too few to judge
+        assert store.common_terms([harbour], 1 / 3, 0, "fr") == set()  # no French passage at all
+        out = svc.search(
+            SearchQuery(text="harbour dues ship 2", mode="lexical", filters=Filters(languages=("en",)))
+        )
+        assert [h.passage.article_id for h in out.hits][:1] == ["en-2"]  # the rarest term still decides
+    finally:
+        svc.close()
