@@ -337,8 +337,9 @@ class SqliteStore:
         is over every language; a word is rarely spelled the same in two, and when it is, it is
         common in the language BM25 searches only the more.
         """
-        total = self._passage_total()
-        scope = total if language is None else self._passage_total(language)
+        per_language = self._passage_counts()
+        total = sum(per_language.values())
+        scope = total if language is None else per_language.get(language, 0)
         if scope < max(min_passages, 1):
             return set()
         with self._df_lock:
@@ -358,16 +359,10 @@ class SqliteStore:
                 self._df_cache.update(fetched)
         return {t for t, df in dfs.items() if df > share * scope}
 
-    def _passage_total(self, language: str | None = None) -> int:
-        """Passages of every generation (in one language, or all), from the per-language counts
-        (no table scan)."""
-        if language is None:
-            row = self._reader.execute("SELECT sum(n) FROM lang_stats").fetchone()
-        else:
-            row = self._reader.execute(
-                "SELECT sum(n) FROM lang_stats WHERE language = ?", (language,)
-            ).fetchone()
-        return int(row[0] or 0)
+    def _passage_counts(self) -> dict[str, int]:
+        """Passages of every generation per language, from the per-language counts (no table scan)."""
+        rows = self._reader.execute("SELECT language, sum(n) FROM lang_stats GROUP BY language").fetchall()
+        return {str(r[0]): int(r[1] or 0) for r in rows}
 
     def articles_changed_since(self, seq: int) -> list[str]:
         """Ids of the articles written after write sequence `seq`."""
