@@ -57,8 +57,9 @@ LEXICAL_WEIGHT = 1.0
 """Weight of max-normalised BM25 against normalised dense score inside the question's language."""
 COMMON_TERM_SHARE = 1 / 3
 """Query terms found in more than this share of the passages BM25 searches (those in the question's
-language, in hybrid mode) are left out of BM25: their IDF is at most
-log 2 (a tenth of a rare term's), yet scoring their postings is most of BM25's cost in a large corpus."""
+language, in hybrid mode) are left out of BM25: among those passages their IDF is at most log 2 (a
+tenth of a rare term's; FTS5 counts every language, which overrates a language's common words), yet
+scoring their postings is most of BM25's cost in a large corpus."""
 COMMON_TERM_MIN_PASSAGES = 1_000
 """Below this many passages (in the language searched) every term is kept (BM25 is cheap there)."""
 NORM_DEPTH = 100
