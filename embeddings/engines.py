@@ -149,7 +149,8 @@ class OpenVINOForward:
     @property
     def query_shapes(self) -> tuple[Shape, ...]:
         """(width, threads) of the question copies compiled so far."""
-        return tuple(sorted(s for s, r in self._copies.items() if r is not None))
+        copies = list(self._copies.items())  # a snapshot: a one-shot compile may add one meanwhile
+        return tuple(sorted(s for s, r in copies if r is not None))
 
     def compile_query_copies(self) -> tuple[Shape, ...]:
         """Compile every question copy not compiled yet (each width, each thread count a pass runs
