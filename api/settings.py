@@ -48,8 +48,22 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Seconds a client has to send a whole request head."
     )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request body after its head (more at the minimum rate).",
+    )
+    body_min_bytes_per_s: int = Field(
+        1024,
+        ge=0,
+        description="Each this many body bytes received give the body one more second; 0: no extension.",
+    )
     max_connections: int = Field(
         1000, ge=1, description="Most open connections and requests in flight; 503 beyond."
+    )
+    max_connections_per_client: int = Field(
+        64, ge=0, description="Most open connections from one client address; 429 beyond; 0: no cap."
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond.")
     max_query_chars: int = Field(2000, ge=1, le=2000, description="Longest question accepted.")

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,9 @@ from citesearch.index.service import IndexConfig, SearchService
 from citesearch.index.store import Sentences
 from tests.fakes import FakeEncoder
 from tests.pg import PgCluster
-from tests.test_server import ROOT, free_port
+from tests.test_server import ROOT, free_port, wait_for
 
 Snapshot = dict[str, tuple[str, str, str, list[tuple[int, int, int, str, bytes, bytes | None]]]]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll `cond` until true (a deadline, not a sleep as synchronisation)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def report(i: int, version: str = "") -> ArticleInput:

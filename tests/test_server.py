@@ -1,23 +1,35 @@
-"""Against a real uvicorn process started by `citesearch serve`: a smoke test and slow clients."""
+"""Against a real uvicorn process started by `citesearch serve`: a smoke test, slow clients, and the
+cap on connections per client address (raw sockets, as a slow or greedy client would behave)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from citesearch.api.app import create_app
-from citesearch.api.server import HeaderTimeoutProtocol, uvicorn_config
+from citesearch.api.server import SlowClientProtocol, uvicorn_config
 from citesearch.api.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll `cond` until true (a deadline, not a sleep as synchronisation)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -28,7 +40,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`citesearch serve` on a free loopback port with a 1 s header timeout; yields its base URL."""
+    """`citesearch serve` on a free loopback port; yields its base URL.
+
+    Deadlines of 1 s for heads and bodies, each body byte buying 0.1 s more (10 bytes/s); at most 8
+    connections, 4 from one address.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -36,7 +52,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "CITESEARCH_LOG_LEVEL": "info",
         "CITESEARCH_HEADER_TIMEOUT_S": "1",
         "CITESEARCH_TIMEOUT_KEEP_ALIVE_S": "2",
-        "CITESEARCH_MAX_CONNECTIONS": "64",
+        "CITESEARCH_BODY_TIMEOUT_S": "1",
+        "CITESEARCH_BODY_MIN_BYTES_PER_S": "10",
+        "CITESEARCH_MAX_CONNECTIONS": "8",
+        "CITESEARCH_MAX_CONNECTIONS_PER_CLIENT": "4",
     }
     data = tmp_path_factory.mktemp("serve") / "d"
     proc = subprocess.Popen(
@@ -116,15 +135,86 @@ def test_a_keep_alive_connection_is_answered_then_cut_off_when_the_next_head_sta
     assert received.startswith(b"HTTP/1.1 200 OK") and received.count(b"HTTP/1.1") == 1
 
 
-def test_serve_applies_the_timeouts_and_the_connection_cap(tmp_path: Path) -> None:
+def connect(server: str, source: str = "127.0.0.1") -> socket.socket:
+    """A raw connection to the server from the loopback address `source` (any of 127.0.0.0/8)."""
+    host, port = server.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30, source_address=(source, 0))
+
+
+def post_head(length: int, path: str = "/v1/search") -> bytes:
+    """The head of a JSON POST announcing a body of `length` bytes (the server closes after answering)."""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def test_a_request_body_that_stalls_is_cut_off(server: str) -> None:
+    # The outside run's slow body: a head announcing 100,000 bytes, then the start of the JSON.
+    with connect(server) as sock:
+        sock.sendall(post_head(100_000) + b'{"query": "')
+        assert read_until_closed(sock) == b""
+
+
+def test_a_slow_body_that_keeps_the_minimum_rate_is_served(server: str) -> None:
+    body = json.dumps({"query": "Which budget line did the council approve?", "top_k": 1}).encode().ljust(160)
+    with connect(server) as slow:
+        slow.sendall(post_head(len(body)) + body[:150])  # 150 bytes at 10 bytes/s: 15 s more than 1 s
+        with connect(server) as stalled:  # its head came after slow's, so its 1 s is over after slow's
+            stalled.sendall(post_head(10))
+            assert read_until_closed(stalled) == b""
+        slow.sendall(body[150:])
+        reply = read_until_closed(slow)
+    assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:200]
+
+
+def test_one_address_cannot_take_the_connection_budget(server: str) -> None:
+    # Four slow bodies from 127.0.0.1 (200 bytes each: 21 s to finish) hold that address's share.
+    held = [connect(server) for _ in range(4)]
+    try:
+        for sock in held:
+            sock.sendall(post_head(1000) + b"{" + b" " * 199)
+        for _ in range(4):  # more from that address: refused at once, and never counted in the 8
+            with connect(server) as extra:
+                extra.sendall(GET_HEALTHZ)
+                reply = read_until_closed(extra)
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 429"), reply[:200]
+            assert json.loads(body)["error"]["code"] == "too_many_requests"
+        with connect(server, source="127.0.0.2") as other:  # another client still gets in
+            other.sendall(GET_HEALTHZ)
+            assert read_until_closed(other).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for sock in held:
+            sock.close()
+
+    def address_served_again() -> bool:  # once the server has seen the four close
+        with connect(server) as sock:
+            sock.sendall(GET_HEALTHZ)
+            return read_until_closed(sock).startswith(b"HTTP/1.1 200 OK")
+
+    wait_for(address_served_again, what="127.0.0.1 to be served again")
+
+
+def test_serve_applies_the_timeouts_and_the_connection_caps(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
         header_timeout_s=2.5,
+        body_timeout_s=4,
+        body_min_bytes_per_s=300,
         timeout_keep_alive_s=7,
         max_connections=33,
+        max_connections_per_client=5,
         log_level="warning",
     )
     config = uvicorn_config(create_app(settings), settings, "127.0.0.1", 8123)
     assert config.timeout_keep_alive == 7 and config.limit_concurrency == 33
-    assert isinstance(config.http, type) and issubclass(config.http, HeaderTimeoutProtocol)
-    assert config.http.header_timeout == 2.5
+    assert isinstance(config.http, type) and issubclass(config.http, SlowClientProtocol)
+    assert (config.http.header_timeout, config.http.body_timeout, config.http.body_min_rate) == (2.5, 4, 300)
+    assert config.http.max_per_client == 5
+    other = uvicorn_config(create_app(settings), settings, "127.0.0.1", 8124).http
+    assert isinstance(other, type) and issubclass(other, SlowClientProtocol)
+    assert other.open_per_client is not config.http.open_per_client  # each server counts its own
