@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from citesearch.api.logs import configure_logging, protect_logs, settings_secrets
 from citesearch.api.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def _embedder(settings: Settings, model: str | None = None) -> Embedder:
 def _service(settings: Settings) -> SearchService:
     from citesearch.index.service import SearchService
 
+    protect_logs(settings_secrets(settings))  # the commands that log only warnings, through logging's default
     with console.status("loading model and index"):
         return SearchService(
             settings.index_config(),
@@ -84,9 +85,7 @@ def serve(
     from citesearch.api.server import serve as run_server
 
     settings = _settings(data_dir)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     app_ = create_app(settings, load_in_background=True)
     run_server(app_, settings, host or settings.host, port or settings.port)
 
@@ -97,12 +96,7 @@ def mcp(data_dir: DataDir = None) -> None:
     from citesearch.api.mcp import run_stdio
 
     settings = _settings(data_dir)
-    # stdout carries the protocol: every log line goes to stderr.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings, sys.stderr)  # stdout carries the protocol: every log line goes to stderr
     service = _service(settings)
     try:
         run_stdio(service, settings)
@@ -265,9 +259,7 @@ def worker(
     if cluster is None:
         console.print("[red]set CITESEARCH_DATABASE_URL to the cluster's PostgreSQL[/red]")
         raise typer.Exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -30,6 +30,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from citesearch.api.errors import error_body
+from citesearch.api.logs import protect_logs, settings_secrets
 from citesearch.api.settings import Settings
 
 log = logging.getLogger("citesearch.api")
@@ -230,4 +231,6 @@ def uvicorn_config(app: Any, settings: Settings, host: str, port: int) -> uvicor
 
 def serve(app: Any, settings: Settings, host: str, port: int) -> None:
     """Run the server until interrupted."""
-    uvicorn.Server(uvicorn_config(app, settings, host, port)).run()
+    config = uvicorn_config(app, settings, host, port)
+    protect_logs(settings_secrets(settings))  # uvicorn's own handlers exist now: redact them too
+    uvicorn.Server(config).run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,18 +28,45 @@ def is_model_name(name: str) -> bool:
     return _MODEL_NAME.fullmatch(name) is not None and ".." not in name
 
 
+def postgres_url_problem(url: str) -> str | None:
+    """Why `url` is no PostgreSQL URL libpq can use, or None. The reason never quotes the URL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    example = "expected postgresql://user:password@host:5432/database"
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return f"cannot be parsed as a URL; {example}"
+    if scheme not in ("postgresql", "postgres"):
+        return f"the scheme must be postgresql:// or postgres://; {example}"
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # libpq's message quotes the URL, password included
+        return (
+            "cannot be parsed as a PostgreSQL URL (percent-encode any of @ : / % ? # in the user or "
+            f"password; query parameters must be libpq's); {example}"
+        )
+    for port in str(params.get("port") or "5432").split(","):
+        if not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+            return f"the port must be a number from 1 to 65535; {example}"
+    return None
+
+
 class Settings(BaseSettings):
     """Service configuration; tests override it by passing an instance to `create_app`."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # Errors never quote a value (a URL or a key may be the secret); `repr` leaves the secrets out too.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(Path("data"), description="Directory holding the store and the FAISS index.")
     model: str | None = Field(
         None, description="Embedding model: a local sentence-transformers directory or a hub id."
     )
     models_dir: Path | None = Field(None, description="Where `citesearch model prepare` writes models.")
-    api_key: str | None = Field(None, description="Bearer key required for writes when set.")
-    read_key: str | None = Field(None, description="Bearer key required for reads (and writes) when set.")
+    api_key: str | None = Field(None, repr=False, description="Bearer key required for writes when set.")
+    read_key: str | None = Field(
+        None, repr=False, description="Bearer key required for reads (and writes) when set."
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins (JSON list).")
     host: str = Field("127.0.0.1", description="Address `citesearch serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `citesearch serve` binds.")
@@ -108,7 +136,9 @@ class Settings(BaseSettings):
         ),
     )
     database_url: str | None = Field(
-        None, description="PostgreSQL URL: the cluster's store of record (unset: embedded SQLite only)."
+        None,
+        repr=False,
+        description="PostgreSQL URL: the cluster's store of record (unset: embedded SQLite only).",
     )
     cluster_poll_s: float = Field(
         0.5, gt=0, le=60, description="Seconds between checks of the change log when no NOTIFY came."
@@ -138,7 +168,9 @@ class Settings(BaseSettings):
         None, max_length=2000, description="Base URL of an OpenAI-compatible API; unset: extractive answers."
     )
     llm_model: str = Field("default", max_length=200, description="Model name sent to the LLM server.")
-    llm_api_key: str | None = Field(None, description="Bearer key sent to the LLM server, if it needs one.")
+    llm_api_key: str | None = Field(
+        None, repr=False, description="Bearer key sent to the LLM server, if it needs one."
+    )
     llm_timeout_s: float = Field(
         30.0, gt=0, le=600, description="Seconds to wait for the LLM (each read); then answer extractively."
     )
@@ -151,6 +183,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        problem = postgres_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("api_key", "read_key")
     @classmethod

@@ -33,6 +33,7 @@ from tests.fakes import FakeEncoder
 from tests.pg import PgCluster
 from tests.test_server import ROOT, free_port, wait_for
 
+DB_PASSWORD = "cluster-pw-7f3a9c"
 Snapshot = dict[str, tuple[str, str, str, list[tuple[int, int, int, str, bytes, bytes | None]]]]
 
 
@@ -355,8 +356,9 @@ def converged(*servers: Server) -> Callable[[], bool]:
 
 @pytest.fixture(scope="module")
 def cluster(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Server, Server]]:
-    """Replicas A and B of one database, each with its own data dir."""
-    url = pg.url("servers")
+    """Replicas A and B of one database, each with its own data dir. The URL carries a password
+    (the test cluster trusts loopback, so it is never checked): no log line or answer may show it."""
+    url = pg.url("servers").replace("postgres@", f"postgres:{DB_PASSWORD}@")
     base = tmp_path_factory.mktemp("cluster")
     a = Server(url, base / "a")
     b = Server(url, base / "b")
@@ -529,3 +531,13 @@ def test_reindex_spread_over_workers_survives_a_killed_worker(
     finally:
         for w in workers:
             w.stop()
+
+
+def test_no_log_line_or_answer_shows_the_database_password(cluster: tuple[str, Server, Server]) -> None:
+    # After the tests above: writes, a kill -9, a database outage (the driver's errors), a reindex.
+    url, a, b = cluster
+    assert DB_PASSWORD in url
+    for server in (a, b):
+        answers = [server.http.get(p).text for p in ("/v1/stats", "/readyz", "/metrics")]
+        assert not [t for t in answers if DB_PASSWORD in t]
+        assert "".join(server.lines) and not [line for line in server.lines if DB_PASSWORD in line]
