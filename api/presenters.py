@@ -253,4 +253,5 @@ def stats(s: ServiceStats) -> Stats:
         engine=s.engine,
         query_threads=s.query_threads,
         query_shapes=list(s.query_shapes),
+        stale_passages=s.stale_passages,
     )

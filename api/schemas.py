@@ -338,6 +338,12 @@ class Stats(BaseModel):
     query_shapes: list[tuple[int, int]] = Field(default_factory=list)
     """[tokens, threads] of the fixed-shape copies of the model that lone questions run on now
     (OpenVINO; `CITESEARCH_QUERY_SHAPES`): a copy is compiled after its second question."""
+    stale_passages: int = Field(
+        0,
+        description="Passages stored for generations that neither serve nor are being built: 0 in a "
+        "healthy store (a reindex cut short between its switch and its drop leaves some; start-up "
+        "repair removes them).",
+    )
 
 
 class ErrorBody(BaseModel):

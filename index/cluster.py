@@ -204,11 +204,14 @@ class Replica:
         try:
             cluster_id = self.pg.ensure_schema(embedder.model_id)
             head = self.pg.head()
+            dropped = self.pg.drop_retired()  # a coordinator killed between its switch and its drop
         except StoreUnavailableError:
             if self.core.store.get_meta(CLUSTER_ID_KEY) is None:
                 raise
             log.warning("the cluster database is unreachable: serving the local index, writes refused")
             return embedder
+        if dropped:
+            log.warning("dropped %d passages of generations that no longer serve", dropped)
         self._claim_data_dir(cluster_id)
         self._refetch_incomplete()
         self.reachable = True
@@ -381,7 +384,6 @@ class Replica:
         n = sum(len(p) for p in ch.passages.values())
         vectors = VectorIndex(embedder.dim, kind=core.index_kind_for(n))
         with core.write_mutex, ExitStack() as exclusive:
-            old_gen = core.state.generation
             with core.store.transaction() as tx:
                 tx.drop_generation(new_gen)
                 seq = tx.next_seq()
@@ -397,8 +399,8 @@ class Replica:
                 exclusive.enter_context(core.lock.write())
             core.state = ServingState(new_gen, embedder, vectors, core.means(new_gen))
             core.mark_dirty()
-            with core.store.transaction() as tx:
-                tx.drop_generation(old_gen)
+            with core.store.transaction() as tx:  # a kill before this: start-up repair drops it
+                tx.drop_generations_except([new_gen])
         log.info("now serving generation %d (%s): %d passages", new_gen, embedder.model_id, n)
 
     def wait_applied(self, seq: int, timeout: float = WAIT_APPLIED_S) -> bool:

@@ -2,8 +2,10 @@
 
 The store is the record; the FAISS file is a checkpoint of the serving generation's vectors.
 `repair` (at start-up) loads it and reconciles it with the store: vectors missing from it are
-added from the stored ones (no model call), orphans dropped, an unfinished rebuild dropped, and
-articles left without passages embedded again. A background thread checkpoints the index some
+added from the stored ones (no model call), orphans dropped, an unfinished rebuild dropped, the
+passages of any generation that no longer serves dropped (a switch cut short before its drop),
+and articles left without passages embedded again. Every checkpoint removes the directories of
+the generations that no longer serve. A background thread checkpoints the index some
 seconds after the last write and, with `index_kind="auto"`, replaces a flat index that outgrew
 the threshold by an HNSW one built from the stored vectors off the lock.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,12 +38,20 @@ class RepairReport:
     removed: int = 0
     reembedded: list[str] = field(default_factory=list)
     dropped_build_passages: int = 0
+    dropped_stale_passages: int = 0
+    """Passages of generations neither serving nor being built (a switch cut short before its drop)."""
     took_ms: float = 0.0
 
     @property
     def changed(self) -> bool:
         """True when anything had to be fixed."""
-        return bool(self.added or self.removed or self.reembedded or self.dropped_build_passages)
+        return bool(
+            self.added
+            or self.removed
+            or self.reembedded
+            or self.dropped_build_passages
+            or self.dropped_stale_passages
+        )
 
 
 def reconcile(core: Core, vectors: VectorIndex, generation: int) -> tuple[int, int]:
@@ -82,6 +93,8 @@ class Maintenance:
         core = self.core
         with core.write_mutex, core.lock.write():
             report.dropped_build_passages = self._drop_unfinished_build()
+            with core.store.transaction() as tx:  # nothing is being built now: only the serving one stays
+                report.dropped_stale_passages = tx.drop_generations_except([core.state.generation])
             state = core.state
             vectors = state.vectors
             loaded = VectorIndex.load(core.generation_dir(state.generation))
@@ -105,15 +118,18 @@ class Maintenance:
                 report.reembedded.append(art_id)
         if report.changed or not report.loaded_checkpoint:
             self.checkpoint()
+        else:
+            self.prune_generation_dirs()
         report.took_ms = (time.perf_counter() - t0) * 1000
         if report.changed:
             log.warning(
                 "start-up repair: %d vectors added, %d orphans removed, %d articles re-embedded, "
-                "%d passages of an unfinished rebuild dropped",
+                "%d passages of an unfinished rebuild and %d of older generations dropped",
                 report.added,
                 report.removed,
                 len(report.reembedded),
                 report.dropped_build_passages,
+                report.dropped_stale_passages,
             )
         return report
 
@@ -153,6 +169,35 @@ class Maintenance:
             )
             st.vectors.save(core.generation_dir(st.generation), manifest)
             core.dirty_since = None
+            self.prune_generation_dirs()
+
+    def prune_generation_dirs(self) -> int:
+        """Remove the checkpoint directories of every generation but the serving one; returns how many.
+
+        Only the serving generation is ever checkpointed, so the others are leftovers of switches
+        (the new generation's directory is written first, then these go).
+        """
+        core = self.core
+        keep = core.generation_dir(core.state.generation)
+        removed = 0
+        with core.write_mutex:
+            try:
+                found = [
+                    d
+                    for d in keep.parent.iterdir()
+                    if d.is_dir() and d.name.isascii() and d.name.isdigit() and d != keep
+                ]
+            except FileNotFoundError:
+                return 0
+            for old in found:
+                try:
+                    shutil.rmtree(old)
+                    removed += 1
+                except OSError:  # tried again at the next checkpoint
+                    log.exception("could not remove the old checkpoint %s", old.name)
+        if removed:
+            log.info("removed the checkpoints of %d older generations", removed)
+        return removed
 
     def start(self) -> None:
         """Start the background thread (checkpoints, and the swap to HNSW when due)."""

@@ -2,7 +2,10 @@
 
 The new generation is built beside the serving one, at rebuild priority (questions and live
 writes go first), then caught up with the writes made meanwhile and switched in one store
-transaction. A failure drops the partial build; the old generation keeps serving.
+transaction; the old generation is dropped in the next (readers hold no lock on it by then), and
+its checkpoint directory goes with the new generation's first checkpoint. A failure drops the
+partial build; the old generation keeps serving. A kill between the switch and the drop leaves the
+old passages stored: start-up repair drops every generation that neither serves nor is being built.
 """
 
 from __future__ import annotations
@@ -94,7 +97,6 @@ class Rebuilder:
             orphans = set(vectors.ids().tolist()) - set(core.store.passage_ids(new_gen).tolist())
             vectors.remove(sorted(orphans))  # passages of articles deleted during the build
             with core.lock.write():
-                old_gen = core.state.generation
                 with core.store.transaction() as tx:
                     tx.set_meta("generation", str(new_gen))
                     tx.set_meta(f"model:{new_gen}", embedder.model_id)
@@ -103,5 +105,7 @@ class Rebuilder:
                     tx.next_seq()
                 core.state = ServingState(new_gen, embedder, vectors, core.means(new_gen))
                 core.mark_dirty()
+            # Its own transaction, after readers moved on; a kill before it commits leaves the old
+            # generation stored, which start-up repair drops (Maintenance.repair).
             with core.store.transaction() as tx:
-                tx.drop_generation(old_gen)
+                tx.drop_generations_except([new_gen])

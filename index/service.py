@@ -72,6 +72,9 @@ class ServiceStats:
     query_shapes: tuple[tuple[int, int], ...] = ()
     """(tokens, threads) the encoder runs lone questions on with fixed shapes now (none: it does
     not say, or has none)."""
+    stale_passages: int = 0
+    """Passages stored for generations that neither serve nor are being built: 0 in a healthy store
+    (a switch cut short before its drop leaves some; start-up repair removes them)."""
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -261,6 +264,12 @@ class SearchService:
         with self.core.lock.read():
             st = self.core.state
             articles, passages = self.core.store.counts(st.generation)
+            building = self.core.store.get_meta("building")
+            stale = sum(
+                n
+                for g, n in self.core.store.generation_passages().items()
+                if g != st.generation and str(g) != building
+            )
             return ServiceStats(
                 articles=articles,
                 passages=passages,
@@ -275,6 +284,7 @@ class SearchService:
                 engine=str(getattr(st.embedder, "engine_name", "")),
                 query_threads=getattr(st.embedder, "query_threads", None),
                 query_shapes=tuple(getattr(st.embedder, "query_shapes", ())),
+                stale_passages=stale,
             )
 
     # ---- long work -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,13 @@ class SqliteStore:
             "SELECT count(*) FROM passages WHERE generation = ?", (generation,)
         ).fetchone()[0]
         return int(articles), int(passages)
+
+    def generation_passages(self) -> dict[int, int]:
+        """Passages stored per generation, from the per-language counts (no table scan)."""
+        rows = self._reader.execute(
+            "SELECT generation, sum(n) FROM lang_stats GROUP BY generation HAVING sum(n) > 0"
+        ).fetchall()
+        return {int(g): int(n) for g, n in rows}
 
     def sentence_count(self, generation: int) -> int:
         """Sentence vectors stored with the passages of `generation`."""
@@ -530,6 +537,17 @@ class _Transaction:
             self.conn.execute(f"DELETE FROM passages WHERE id IN ({marks})", chunk)
         self.conn.execute("DELETE FROM lang_stats WHERE generation = ?", (generation,))
         return len(ids)
+
+    def drop_generations_except(self, keep: Collection[int]) -> int:
+        """Remove the passages of every generation not in `keep` (left by a switch cut short)."""
+        kept = sorted(set(keep))
+        marks = ",".join("?" * len(kept)) or "NULL"
+        found = self.conn.execute(
+            f"SELECT DISTINCT generation FROM passages WHERE generation NOT IN ({marks}) "
+            f"UNION SELECT generation FROM lang_stats WHERE generation NOT IN ({marks})",
+            (*kept, *kept),
+        ).fetchall()
+        return sum(self.drop_generation(int(g)) for (g,) in found)
 
     def _lang_add(self, generation: int, language: str, vec: npt.NDArray[np.float64], n: int) -> None:
         row = self.conn.execute(

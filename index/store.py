@@ -8,7 +8,7 @@ names a file. `index/sqlite_store.py` is the embedded implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -164,6 +164,10 @@ class StoreTransaction(Protocol):
         """Remove every passage of a generation; returns how many."""
         ...
 
+    def drop_generations_except(self, keep: Collection[int]) -> int:
+        """Remove the passages of every generation not in `keep`; returns how many."""
+        ...
+
 
 class Store(Protocol):
     """The store of record. Reads may run from any thread; writes are serialised by the caller."""
@@ -232,6 +236,10 @@ class Store(Protocol):
 
     def counts(self, generation: int) -> tuple[int, int]:
         """(articles, passages in `generation`)."""
+        ...
+
+    def generation_passages(self) -> dict[int, int]:
+        """Passages stored per generation (every generation that holds any)."""
         ...
 
     def sentence_count(self, generation: int) -> int:

@@ -541,3 +541,42 @@ def test_no_log_line_or_answer_shows_the_database_password(cluster: tuple[str, S
         answers = [server.http.get(p).text for p in ("/v1/stats", "/readyz", "/metrics")]
         assert not [t for t in answers if DB_PASSWORD in t]
         assert "".join(server.lines) and not [line for line in server.lines if DB_PASSWORD in line]
+
+
+def test_passages_left_by_a_coordinator_killed_after_its_switch_are_dropped(url: str, tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-u", str(ROOT / "tests" / "switch_child.py"), str(tmp_path / "killed"), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["switched", "2"]  # it waits before the drop
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+
+    def stored() -> dict[int, int]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT generation, count(*) FROM passages GROUP BY generation").fetchall()
+        return {int(g): int(n) for g, n in rows}
+
+    assert stored() == {1: 12, 2: 12}  # generation 1 retired, its passages still there
+    b = replica(url, tmp_path / "b")  # any replica starting repairs it
+    try:
+        assert stored() == {2: 12}
+        assert (b.stats().generation, b.stats().passages, b.stats().stale_passages) == (2, 12, 0)
+    finally:
+        b.close()
+    again = replica(url, tmp_path / "killed")  # the killed one's own copy keeps one generation too
+    try:
+        st = again.stats()
+        assert (st.generation, st.passages, st.stale_passages) == (2, 12, 0)
+        assert again.store.generation_passages() == {2: 12}
+        again.checkpoint()  # (the start-up catch-up may have switched it after repair's checkpoint)
+        assert [p.name for p in (tmp_path / "killed" / "generations").iterdir()] == ["000002"]
+    finally:
+        again.close()

@@ -133,12 +133,15 @@ def test_restart_reloads_the_checkpoint_and_repairs_drift(tmp_path: Path, embedd
 def test_reindex_switches_generation_and_search_keeps_answering(service: SearchService) -> None:
     service.upsert([seed_input(), *OTHERS])
     before = service.stats()
+    service.checkpoint()
     answers: list[int] = []
+    stale: set[int] = set()
     stop = threading.Event()
 
     def searcher() -> None:
         while not stop.is_set():
             answers.append(len(service.search(SearchQuery(text="H20 backdoor")).hits))
+            stale.add(service.stats().stale_passages)  # the generation being built is not stale
 
     t = threading.Thread(target=searcher)
     t.start()
@@ -152,6 +155,9 @@ def test_reindex_switches_generation_and_search_keeps_answering(service: SearchS
     assert after.passages == before.passages == after.index_vectors
     assert answers and min(answers) >= 1
     assert service.search(SearchQuery(text="H20 backdoor")).generation == gen
+    assert stale == {0} and after.stale_passages == 0
+    assert service.store.generation_passages() == {gen: after.passages}  # the old generation is gone
+    assert [p.name for p in (service.data_dir / "generations").iterdir()] == [f"{gen:06d}"]
 
 
 def test_dense_scores_are_fair_across_languages(service: SearchService) -> None:
