@@ -27,6 +27,9 @@ from citesearch.index.service import SearchService
 
 log = logging.getLogger("citesearch.api")
 
+JOBS_FILE = "jobs.json"
+"""The job records, in the data directory (api/jobs.py)."""
+
 
 class _TooLarge(Exception):
     pass
@@ -160,6 +163,9 @@ def create_app(
             except BaseException:
                 service.close()
                 raise
+            # The data directory is this process's now (its lock is held): jobs a restart cut off are
+            # recorded as failed before anyone can ask.
+            state.jobs.open(settings.data_dir / JOBS_FILE)
             state.service = service
             log.info("citesearch ready: %s", service.stats())
         except Exception as exc:

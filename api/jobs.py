@@ -4,17 +4,25 @@ Each job runs on a thread of its own, started by `submit_exclusive`; the runner'
 lets one job do its work at a time (the others wait on the lock, still `queued`). A failed job
 keeps a public error message; the exception itself goes to the log, since its text may name
 server paths.
+
+Once `open`ed on a file (the server's `jobs.json` in its data directory), the runner keeps the
+records there: written when a job is queued, starts, finishes, and every few seconds of progress.
+A job found queued or running when the file is opened again was cut off by a restart: it reads
+`failed`, with the error `interrupted by a server restart`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from citesearch.embeddings.progress import Progress
 from citesearch.index.errors import ConflictError
@@ -28,6 +36,21 @@ JobStatus = Literal["queued", "running", "succeeded", "failed"]
 Work = Callable[[Progress], object]
 KEEP = 100
 """Finished jobs kept for polling."""
+INTERRUPTED = "interrupted by a server restart"
+"""The error of a job that was queued or running when the server stopped."""
+SAVE_PROGRESS_EVERY_S = 2.0
+"""Progress is written at most this often (status changes at once)."""
+_RECORD_FIELDS = (
+    "id",
+    "kind",
+    "status",
+    "progress",
+    "message",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
 
 
 class JobError(Exception):
@@ -63,14 +86,71 @@ class Job:
         """Queued or running."""
         return self.status in ("queued", "running")
 
+    def record(self) -> dict[str, Any]:
+        """What is kept of the job across restarts."""
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        """A job as it was recorded; one that was still queued or running was cut off by a restart."""
+        job = cls(**{name: record[name] for name in _RECORD_FIELDS if name in record})
+        if job.status not in get_args(JobStatus):
+            raise ValueError(f"unknown job status {job.status!r}")
+        if job.active:
+            job.status, job.error, job.finished_at = "failed", INTERRUPTED, time.time()
+        job.done.set()
+        return job
+
 
 class JobRunner:
     """Starts one thread per job; jobs take turns on one lock; the last `KEEP` are kept for polling."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()  # guards _jobs; never held while a job works
+        self._lock = threading.Lock()  # guards _jobs and the file; never held while a job works
         self._serial = threading.Lock()  # held by the job doing its work
+        self._path: Path | None = None
+
+    def open(self, path: Path) -> int:
+        """Keep the records in `path` from now on, after reading those of the last run; returns how
+        many of those were cut off by the restart. An unreadable file is logged and replaced."""
+        found: list[Job] = []
+        interrupted: list[Job] = []
+        try:
+            for record in json.loads(path.read_text(encoding="utf-8"))["jobs"]:
+                job = Job.from_record(record)
+                found.append(job)
+                if record.get("status") in ("queued", "running"):
+                    interrupted.append(job)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            log.exception("the job records in %s could not be read; starting without them", path.name)
+        with self._lock:
+            for job in found:
+                self._jobs.setdefault(job.id, job)
+            self._path = path
+            self._forget_old()
+            self._save()
+        for job in interrupted:
+            log.warning("job %s (%s) was interrupted by a server restart", job.id, job.kind)
+        return len(interrupted)
+
+    def _save(self) -> None:
+        """Write every record (caller holds `_lock`): a temporary file renamed into place."""
+        if self._path is None:
+            return
+        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
+        try:
+            records = [j.record() for j in sorted(self._jobs.values(), key=lambda j: j.created_at)]
+            tmp.write_text(json.dumps({"jobs": records}, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self._path)
+        except OSError:  # the jobs go on; their records are written again at their next change
+            log.exception("the job records could not be written")
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._save()
 
     def submit_exclusive(self, kind: str, work: Work) -> Job:
         """Start `work(progress)` as a job of `kind` and return it at once.
@@ -85,6 +165,7 @@ class JobRunner:
                     raise JobConflictError(other)
             self._jobs[job.id] = job
             self._forget_old()
+            self._save()
         threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
         return job
 
@@ -97,10 +178,16 @@ class JobRunner:
         with self._serial:
             job.status = "running"
             job.started_at = time.time()
+            self._changed()
+            saved = time.monotonic()
 
             def progress(fraction: float, message: str) -> None:
+                nonlocal saved
                 job.progress = max(0.0, min(1.0, fraction))
                 job.message = message
+                if time.monotonic() - saved >= SAVE_PROGRESS_EVERY_S:
+                    saved = time.monotonic()
+                    self._changed()
 
             try:
                 job.result = work(progress)
@@ -116,6 +203,7 @@ class JobRunner:
                 job.status = "failed"
             finally:
                 job.finished_at = time.time()
+                self._changed()
                 job.done.set()
 
     def get(self, job_id: str) -> Job | None:

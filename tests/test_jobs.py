@@ -1,19 +1,23 @@
-"""The job runner: one thread per job, one job of a kind at a time, public errors; racing reindexes."""
+"""The job runner: one thread per job, one job of a kind at a time, public errors; racing reindexes;
+records that outlive the process (a reindex cut off by kill -9 reads `failed` after the restart)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.api.app import create_app
-from citesearch.api.jobs import KEEP, JobConflictError, JobError, JobRunner
+from citesearch.api.jobs import INTERRUPTED, KEEP, JobConflictError, JobError, JobRunner
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
 from citesearch.embeddings.progress import Progress
+from tests.test_server import ServeProcess, wait_for
 
 
 def blocked_until(gate: threading.Event) -> Any:
@@ -130,3 +134,79 @@ def test_two_racing_reindex_requests_get_one_202_and_one_409(tmp_path: Path, emb
         assert refused["code"] == "conflict" and refused["details"] == [{"job_id": accepted["job_id"]}]
         job = app.state.citesearch.jobs.get(accepted["job_id"])
         assert job is not None and job.done.wait(timeout=300) and job.status == "succeeded"
+
+
+def test_records_outlive_the_runner_and_a_cut_off_job_reads_failed(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.json"
+    first = JobRunner()
+    assert first.open(path) == 0
+    done = first.submit_exclusive("reindex", lambda p: p(1.0, "all"))
+    assert done.done.wait(timeout=30)
+    gate = threading.Event()
+    running = first.submit_exclusive("reindex", blocked_until(gate))
+    wait_for(lambda: running.status == "running", what="the job to start")
+    try:
+        # What a restarted server finds: the first process's records, one job still marked running.
+        after = JobRunner()
+        assert after.open(path) == 1
+        kept = after.get(done.id)
+        assert kept is not None and (kept.status, kept.progress, kept.message) == ("succeeded", 1.0, "all")
+        cut = after.get(running.id)
+        assert cut is not None and (cut.status, cut.error) == ("failed", INTERRUPTED)
+        assert cut.done.is_set() and after.active() is None
+        again = after.submit_exclusive("reindex", lambda _p: None)  # not a conflict any more
+        assert again.done.wait(timeout=30)
+        assert [r["status"] for r in json.loads(path.read_text())["jobs"]] == [
+            "succeeded",
+            "failed",
+            "succeeded",
+        ]
+    finally:
+        gate.set()
+        assert running.done.wait(timeout=30)
+
+
+def test_unreadable_records_are_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "jobs.json"
+    path.write_text('{"jobs": [{"id": "x", "status": "exploded"}]}')
+    runner = JobRunner()
+    assert runner.open(path) == 0 and runner.get("x") is None
+    assert "could not be read" in caplog.text
+    assert json.loads(path.read_text()) == {"jobs": []}
+
+
+@pytest.mark.slow
+def test_a_reindex_cut_off_by_kill_9_reads_failed_after_the_restart(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    articles = [
+        {
+            "id": f"r-{i}",
+            "text": f"Report {i}: the council met on day {i} and approved budget line {i}. "
+            f"Members debated proposal {i} at length before the vote on the {i}th item.",
+            "language": "en",
+        }
+        for i in range(60)
+    ]
+    serve = ServeProcess(data)
+    try:
+        with httpx.Client(base_url=serve.base, timeout=120) as http:
+            assert http.post("/v1/articles", json={"articles": articles}).status_code == 200
+            finished = http.post("/v1/reindex").json()["job_id"]
+            wait_for(lambda: http.get(f"/v1/jobs/{finished}").json()["status"] == "succeeded", timeout=300)
+            cut = http.post("/v1/reindex").json()["job_id"]
+            wait_for(lambda: http.get(f"/v1/jobs/{cut}").json()["status"] == "running", what="the reindex")
+            serve.kill9()  # mid-reindex (60 articles take seconds to embed again)
+    finally:
+        serve.stop()
+    restarted = ServeProcess(data)
+    try:
+        with httpx.Client(base_url=restarted.base, timeout=60) as http:
+            before = http.get(f"/v1/jobs/{finished}").json()
+            after = http.get(f"/v1/jobs/{cut}")
+            stats = http.get("/v1/stats").json()
+        assert before["status"] == "succeeded" and before["progress"] == 1.0
+        assert after.status_code == 200
+        assert (after.json()["status"], after.json()["error"]) == ("failed", INTERRUPTED)
+        assert (stats["generation"], stats["articles"], stats["stale_passages"]) == (2, 60, 0)
+    finally:
+        restarted.stop()

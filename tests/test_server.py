@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,50 +39,74 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ServeProcess:
+    """`citesearch serve` on a free loopback port, started and ready (its own log says so, no timer);
+    its log is collected in `lines` by a thread, so that a full pipe never blocks it."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "citesearch.api.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "CITESEARCH_LOG_LEVEL": "info", **env},
+            cwd=ROOT,
+        )
+        self.lines: list[str] = []
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # model loaded; socket listening
+            self.lines.append(line)
+            text = "".join(self.lines)
+            if "citesearch ready" in text and "Uvicorn running" in text:
+                break
+        else:
+            self.proc.wait()
+            raise AssertionError("server exited early:\n" + "".join(self.lines))
+        threading.Thread(target=self.lines.extend, args=(self.proc.stderr,), daemon=True).start()
+
+    def kill9(self) -> None:
+        """kill -9, and wait until it is gone."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown), if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`citesearch serve` on a free loopback port; yields its base URL.
+    """`citesearch serve`; yields its base URL.
 
     Deadlines of 1 s for heads and bodies, each body byte buying 0.1 s more (10 bytes/s); at most 8
     connections, 4 from one address.
     """
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CITESEARCH_LOG_LEVEL": "info",
-        "CITESEARCH_HEADER_TIMEOUT_S": "1",
-        "CITESEARCH_TIMEOUT_KEEP_ALIVE_S": "2",
-        "CITESEARCH_BODY_TIMEOUT_S": "1",
-        "CITESEARCH_BODY_MIN_BYTES_PER_S": "10",
-        "CITESEARCH_MAX_CONNECTIONS": "8",
-        "CITESEARCH_MAX_CONNECTIONS_PER_CLIENT": "4",
-    }
-    data = tmp_path_factory.mktemp("serve") / "d"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "citesearch.api.cli", "serve", "--data-dir", str(data), "--port", str(port)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    serve = ServeProcess(
+        tmp_path_factory.mktemp("serve") / "d",
+        CITESEARCH_HEADER_TIMEOUT_S="1",
+        CITESEARCH_TIMEOUT_KEEP_ALIVE_S="2",
+        CITESEARCH_BODY_TIMEOUT_S="1",
+        CITESEARCH_BODY_MIN_BYTES_PER_S="10",
+        CITESEARCH_MAX_CONNECTIONS="8",
+        CITESEARCH_MAX_CONNECTIONS_PER_CLIENT="4",
     )
     try:
-        assert proc.stderr is not None
-        seen: list[str] = []
-        # Wait on the server's own log lines (model loaded; socket listening), not on a timer.
-        for line in proc.stderr:
-            seen.append(line)
-            text = "".join(seen)
-            if "citesearch ready" in text and "Uvicorn running" in text:
-                break
-        else:
-            raise AssertionError("server exited early:\n" + "".join(seen))
-        # Keep reading its log, so that a full pipe never blocks the server.
-        threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
-        yield f"http://127.0.0.1:{port}"
+        yield serve.base
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        serve.stop()
 
 
 def test_serve_ingest_and_search_over_loopback(server: str) -> None:
