@@ -3,8 +3,10 @@
 Codes by status: 400 `malformed_json` (a body that is not a JSON object: invalid JSON or UTF-8,
 empty, an array...) or `bad_request`; 401 `unauthorized`; 404 `not_found`; 405
 `method_not_allowed`; 409 `conflict` or `model_mismatch`; 413 `payload_too_large`; 422
-`validation_error` or `invalid_article`; 503 `not_ready`; 500 `internal_error`. Messages never
-carry a server path: errors that could (start-up, jobs) keep a public message and log the rest.
+`validation_error` or `invalid_article`; 429 `too_many_requests` (too many connections from one
+address, api/server.py); 503 `not_ready` or `store_unavailable`; 500 `internal_error`. Messages
+never carry a server path: errors that could (start-up, jobs) keep a public message and log the
+rest.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (`conflict`)",
     413: "Body over the size limit (`payload_too_large`)",
     422: "Invalid values (`validation_error`, `invalid_article`)",
-    503: "The model and index are loading or failed to load (`not_ready`)",
+    503: "The model and index are loading or failed to load (`not_ready`), or the cluster database "
+    "does not answer (`store_unavailable`)",
 }
 # Validation errors on the whole body that mean "this is not a JSON object".
 _NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type", "missing"}

@@ -28,7 +28,7 @@ from citesearch.embeddings.progress import Progress
 from citesearch.index.errors import ConflictError
 
 if TYPE_CHECKING:
-    from citesearch.index.service import Encoder, SearchService
+    from citesearch.index.service import Encoder, Reservation, SearchService
 
 log = logging.getLogger("citesearch.api")
 
@@ -109,6 +109,7 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()  # guards _jobs and the file; never held while a job works
         self._serial = threading.Lock()  # held by the job doing its work
+        self._submitting = threading.Lock()  # held from a submission's check to its registration
         self._path: Path | None = None
 
     def open(self, path: Path) -> int:
@@ -158,14 +159,26 @@ class JobRunner:
         Raises JobConflictError when a job of that kind is queued or running; the check and the
         registration happen under one lock, so of two racing submissions exactly one wins.
         """
-        job = Job(id=uuid.uuid4().hex, kind=kind)
-        with self._lock:
-            for other in self._jobs.values():
-                if other.kind == kind and other.active:
-                    raise JobConflictError(other)
-            self._jobs[job.id] = job
-            self._forget_old()
-            self._save()
+        return self.start_exclusive(kind, lambda: work)
+
+    def start_exclusive(self, kind: str, begin: Callable[[], Work]) -> Job:
+        """Like `submit_exclusive`, with the work made by `begin()` once no job of `kind` is active:
+        `begin` may take what the work needs (a lock) or refuse by raising, and then no job exists.
+
+        Submissions take turns from the check to the registration, so of two racing ones exactly
+        one gets to `begin`; reading jobs never waits for them.
+        """
+        with self._submitting:
+            with self._lock:
+                for other in self._jobs.values():
+                    if other.kind == kind and other.active:
+                        raise JobConflictError(other)
+            work = begin()
+            job = Job(id=uuid.uuid4().hex, kind=kind)
+            with self._lock:
+                self._jobs[job.id] = job
+                self._forget_old()
+                self._save()
         threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
         return job
 
@@ -218,23 +231,34 @@ class JobRunner:
 
 
 def reindex_work(
-    service: SearchService, load_model: Callable[[str], Encoder], model: tuple[str, str] | None = None
+    service: SearchService,
+    load_model: Callable[[str], Encoder],
+    model: tuple[str, str] | None = None,
+    reservation: Reservation | None = None,
 ) -> Work:
     """The work of a reindex: load `model` ((name the client gave, source to load)) if any, rebuild.
 
-    A model that fails to load fails the job with "model 'name' could not be loaded"; the
-    exception, which may name server paths, goes to the log only.
+    `reservation`: the right to reindex, taken before the job was accepted (`reserve_reindex`);
+    released when the work ends, whatever the outcome. A model that fails to load fails the job
+    with "model 'name' could not be loaded"; the exception, which may name server paths, goes to
+    the log only.
     """
 
     def work(progress: Progress) -> int:
-        embedder: Encoder | None = None
-        if model is not None:
-            name, source = model
-            try:
-                embedder = load_model(source)
-            except Exception as exc:
-                log.exception("reindex: model %r could not be loaded", name)
-                raise JobError(f"model {name!r} could not be loaded") from exc
-        return service.reindex(embedder, progress, model_name=None if model is None else model[0])
+        try:
+            embedder: Encoder | None = None
+            if model is not None:
+                name, source = model
+                try:
+                    embedder = load_model(source)
+                except Exception as exc:
+                    log.exception("reindex: model %r could not be loaded", name)
+                    raise JobError(f"model {name!r} could not be loaded") from exc
+            return service.reindex(
+                embedder, progress, model_name=None if model is None else model[0], reservation=reservation
+            )
+        finally:
+            if reservation is not None:
+                reservation.release()
 
     return work

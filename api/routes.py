@@ -245,10 +245,17 @@ def _reindex_model(body: ReindexRequest | None, settings: Settings) -> tuple[str
 def reindex(
     state: StateDep, service: ServiceDep, jobs: JobsDep, body: ReindexRequest | None = None
 ) -> JobAccepted:
-    """Rebuild every passage and vector in a new generation while search keeps answering."""
+    """Rebuild every passage and vector in a new generation while search keeps answering.
+
+    Refused before it is accepted: 409 while a reindex runs (here, or in a cluster on any replica:
+    the right to reindex is taken now), 503 when the cluster database does not answer.
+    """
     model = _reindex_model(body, state.settings)
     try:
-        job = jobs.submit_exclusive("reindex", reindex_work(service, state.embedder_factory, model))
+        job = jobs.start_exclusive(
+            "reindex",
+            lambda: reindex_work(service, state.embedder_factory, model, service.reserve_reindex()),
+        )
     except JobConflictError as exc:
         raise ApiError(409, "conflict", "a reindex is already running", [{"job_id": exc.job.id}]) from None
     return JobAccepted(job_id=job.id)

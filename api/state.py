@@ -5,18 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from citesearch.api.jobs import JobRunner
 from citesearch.api.metrics import Metrics
 from citesearch.api.settings import Settings
-from citesearch.index.service import SearchService
+from citesearch.index.service import Encoder, SearchService
 
-if TYPE_CHECKING:
-    from citesearch.embeddings import Embedder
-
-EmbedderFactory = Callable[[str | None], "Embedder"]
-"""Loads a model: None for the configured one, else a local directory or the configured hub id."""
+EmbedderFactory = Callable[[str | None], Encoder]
+"""Loads a model: None for the configured one, else a local directory or the configured hub id
+(`Settings.load_embedder`; tests may give any encoder of the `Encoder` protocol)."""
 
 
 @dataclass

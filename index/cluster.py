@@ -87,6 +87,19 @@ class ClusterConfig:
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
+class ReindexLock:
+    """The cluster's reindex lock (a session advisory lock), held on a connection of its own from
+    before a reindex is accepted until it ends; `release` (idempotent) closes the session."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def release(self) -> None:
+        """Let the next reindex start, on any replica."""
+        if not self._conn.closed:
+            self._conn.close()
+
+
 @dataclass(frozen=True)
 class ReplicaStatus:
     """Where this replica stands against the log."""
@@ -497,30 +510,43 @@ class Replica:
                 log.exception("embedding a reindex batch failed; retrying")
                 self._stop.wait(5.0)
 
+    def reserve_reindex(self) -> ReindexLock:
+        """Take the cluster's reindex lock now (before a reindex is accepted): ConflictError when a
+        reindex holds it on any replica, StoreUnavailableError when the database does not answer."""
+        try:
+            conn = psycopg.connect(
+                self.config.url, autocommit=True, connect_timeout=max(1, round(self.config.timeout_s))
+            )
+        except psycopg.OperationalError as exc:
+            self.reachable = False
+            raise StoreUnavailableError(
+                "the cluster database is unreachable: a reindex cannot start until it is back"
+            ) from exc
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (REINDEX_LOCK,)).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreUnavailableError("the cluster database is unreachable") from exc
+        if row is None or not row[0]:
+            conn.close()
+            raise ConflictError("a reindex is already running in the cluster")
+        return ReindexLock(conn)
+
     def reindex(self, embedder: Encoder | None, model_name: str | None, progress: Progress | None) -> int:
-        """Build a new generation across the cluster (one reindex at a time), then switch everywhere."""
+        """Build a new generation across the cluster, then switch everywhere. The caller holds the
+        cluster's reindex lock (`reserve_reindex`) for all of it: one reindex at a time."""
         report = progress or (lambda _f, _m: None)
         embedder = embedder or self.core.state.embedder
         self._models.setdefault(embedder.model_id, embedder)
+        gen, batches, start = self.pg.start_build(embedder.model_id, model_name, self.config.build_batch)
+        report(0.0, f"generation {gen}: {batches} batches")
         try:
-            lock = psycopg.connect(
-                self.config.url, autocommit=True, connect_timeout=int(self.config.timeout_s)
-            )
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError("the cluster database is unreachable") from exc
-        with lock:
-            row = lock.execute("SELECT pg_try_advisory_lock(%s)", (REINDEX_LOCK,)).fetchone()
-            if row is None or not row[0]:
-                raise ConflictError("a reindex is already running in the cluster")
-            gen, batches, start = self.pg.start_build(embedder.model_id, model_name, self.config.build_batch)
-            report(0.0, f"generation {gen}: {batches} batches")
-            try:
-                self._build_all(gen, report)
-                head = self._switch(gen, start, embedder)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self.pg.abandon(gen)
-                raise
+            self._build_all(gen, report)
+            head = self._switch(gen, start, embedder)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.pg.abandon(gen)
+            raise
         self.pg.drop_retired()
         self.wait_applied(head)
         report(1.0, f"generation {gen} serving")
@@ -630,4 +656,13 @@ class _NoModel:
         raise NotImplementedError
 
 
-__all__ = ["ClusterConfig", "Head", "ModelLoader", "Replica", "ReplicaStatus", "run_worker", "work_one_batch"]
+__all__ = [
+    "ClusterConfig",
+    "Head",
+    "ModelLoader",
+    "ReindexLock",
+    "Replica",
+    "ReplicaStatus",
+    "run_worker",
+    "work_one_batch",
+]

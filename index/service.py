@@ -21,11 +21,12 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,7 @@ from citesearch.embeddings.progress import Progress
 from citesearch.embeddings.scheduler import InferenceScheduler
 from citesearch.index.articles import Article, ArticleInput
 from citesearch.index.cluster import ClusterConfig, ModelLoader, Replica, ReplicaStatus
-from citesearch.index.errors import DataDirLockedError, ModelMismatchError, NotFoundError
+from citesearch.index.errors import ConflictError, DataDirLockedError, ModelMismatchError, NotFoundError
 from citesearch.index.fairness import LanguageMeans
 from citesearch.index.language import warm_up as warm_up_language_id
 from citesearch.index.maintenance import Maintenance, RepairReport
@@ -75,6 +76,26 @@ class ServiceStats:
     stale_passages: int = 0
     """Passages stored for generations that neither serve nor are being built: 0 in a healthy store
     (a switch cut short before its drop leaves some; start-up repair removes them)."""
+
+
+class Reservation(Protocol):
+    """The right to run one reindex (`SearchService.reserve_reindex`)."""
+
+    def release(self) -> None:
+        """Give it up (idempotent)."""
+        ...
+
+
+class _LocalReservation:
+    """A standalone service's reindex lock, held."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock: threading.Lock | None = lock
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -152,6 +173,7 @@ class SearchService:
         self._rebuilder = Rebuilder(self.core, self._writer)
         self._maintenance = Maintenance(self.core, self._writer)
         self._searcher = Searcher(self.core, self._pool)
+        self._reindexing = threading.Lock()
         self._replica: Replica | None = None
         try:
             if cluster is not None:
@@ -288,19 +310,39 @@ class SearchService:
             )
 
     # ---- long work -----------------------------------------------------------------------------
+    def reserve_reindex(self) -> Reservation:
+        """The right to run the next reindex, taken now, so that a caller can refuse a second one
+        before it accepts it: ConflictError while a reindex runs (in a cluster, on any replica),
+        StoreUnavailableError when the cluster database does not answer. Pass it to `reindex`,
+        which releases it; `release()` it if the reindex never runs."""
+        if self._replica is not None:
+            return self._replica.reserve_reindex()
+        if not self._reindexing.acquire(blocking=False):
+            raise ConflictError("a reindex is already running")
+        return _LocalReservation(self._reindexing)
+
     def reindex(
-        self, embedder: Encoder | None = None, progress: Progress | None = None, model_name: str | None = None
+        self,
+        embedder: Encoder | None = None,
+        progress: Progress | None = None,
+        model_name: str | None = None,
+        reservation: Reservation | None = None,
     ) -> int:
         """Rebuild every passage and vector in a new generation while the old one serves; then switch.
 
         In a cluster the build is cluster-wide (`model_name`: what other processes load it by).
+        `reservation`: from `reserve_reindex` (taken here when None); released on return.
         """
-        if embedder is not None:  # a model to switch to: ready for questions before it serves them
-            prepare_questions(embedder)
-        if self._replica is not None:
-            generation = self._replica.reindex(embedder, model_name, progress)
-        else:
-            generation = self._rebuilder.reindex(embedder, progress)
+        reservation = reservation or self.reserve_reindex()
+        try:
+            if embedder is not None:  # a model to switch to: ready for questions before it serves them
+                prepare_questions(embedder)
+            if self._replica is not None:
+                generation = self._replica.reindex(embedder, model_name, progress)
+            else:
+                generation = self._rebuilder.reindex(embedder, progress)
+        finally:
+            reservation.release()
         self._maintenance.checkpoint()
         return generation
 
@@ -317,4 +359,12 @@ class SearchService:
         self._maintenance.wait_for_background(timeout)
 
 
-__all__ = ["Encoder", "IndexConfig", "SearchService", "ServiceStats", "ServingState", "WriteResult"]
+__all__ = [
+    "Encoder",
+    "IndexConfig",
+    "Reservation",
+    "SearchService",
+    "ServiceStats",
+    "ServingState",
+    "WriteResult",
+]

@@ -22,7 +22,11 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from citesearch.api.app import create_app
+from citesearch.api.jobs import Job
+from citesearch.api.settings import Settings
 from citesearch.index.articles import ArticleInput
 from citesearch.index.cluster import ClusterConfig
 from citesearch.index.errors import StoreUnavailableError
@@ -580,3 +584,89 @@ def test_passages_left_by_a_coordinator_killed_after_its_switch_are_dropped(url:
         assert [p.name for p in (tmp_path / "killed" / "generations").iterdir()] == ["000002"]
     finally:
         again.close()
+
+
+def cluster_app(url: str, data_dir: Path, load: Callable[[str | None], FakeEncoder]) -> TestClient:
+    """A replica as the real app, in process (the fake model: the reindex logic is what is tested)."""
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=url,
+        model="fake",
+        cluster_poll_s=0.1,
+        cluster_timeout_s=2,
+        cluster_lease_s=2,
+    )
+    return TestClient(create_app(settings, embedder_factory=load))
+
+
+def job_of(client: TestClient, response: Any) -> Job:
+    """The job a 202 names, from the app's own runner."""
+    job = client.app.state.citesearch.jobs.get(response.json()["job_id"])  # type: ignore[attr-defined]
+    assert isinstance(job, Job)
+    return job
+
+
+def race_reindex(clients: dict[str, TestClient]) -> dict[str, Any]:
+    """POST /v1/reindex on every replica at once."""
+    barrier = threading.Barrier(len(clients))
+    answers: dict[str, Any] = {}
+
+    def ask(name: str) -> None:
+        barrier.wait()
+        answers[name] = clients[name].post("/v1/reindex", json={"model": "fake"})
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
+def test_a_second_reindex_gets_409_on_any_replica_and_one_during_an_outage_503(
+    pg: PgCluster, url: str, tmp_path: Path
+) -> None:
+    """Two replicas on one database; decided before the 202, not in the job."""
+    serving = threading.Event()
+    release = threading.Event()
+
+    def load(name: str | None) -> FakeEncoder:
+        if serving.is_set():  # a reindex loading its model: held until the others have been asked
+            release.wait(timeout=120)
+        return FakeEncoder()
+
+    with cluster_app(url, tmp_path / "a", load) as a, cluster_app(url, tmp_path / "b", load) as b:
+        body = {"articles": [report(i).model_dump(exclude_none=True) for i in range(6)]}
+        assert a.post("/v1/articles", json=body).status_code == 200
+        serving.set()
+        answers = race_reindex({"a": a, "b": b})  # A and B at once: exactly one is accepted
+        assert sorted(r.status_code for r in answers.values()) == [202, 409], [
+            r.text for r in answers.values()
+        ]
+        winner = next(name for name, r in answers.items() if r.status_code == 202)
+        first = job_of(a if winner == "a" else b, answers[winner])
+        for client in (a, b):  # while it runs (its model still loading), every replica refuses another
+            refused = client.post("/v1/reindex")
+            assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict", refused.text
+        release.set()
+        assert first.done.wait(timeout=120) and first.status == "succeeded", first.error
+        pg.stop()  # the database down: refused with 503 at once, and no job started
+        try:
+            down = b.post("/v1/reindex")
+            assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable", down.text
+            assert b.app.state.citesearch.jobs.active() is None  # type: ignore[attr-defined]
+        finally:
+            pg.start()
+        serving.clear()
+        accepted: list[Any] = []
+
+        def accepted_again() -> bool:  # once B reaches the database again
+            r = b.post("/v1/reindex")
+            if r.status_code == 202:
+                accepted.append(r)
+            return bool(accepted)
+
+        wait_for(accepted_again, what="a reindex accepted once the database is back")
+        second = job_of(b, accepted[0])
+        assert second.done.wait(timeout=120) and second.status == "succeeded", second.error
+        wait_for(lambda: a.get("/v1/stats").json()["generation"] == 3, what="A on the last generation")
