@@ -1,7 +1,7 @@
 """One JSON error shape for every 4xx and 5xx: {"error": {"code", "message", "details"}}.
 
 Codes by status: 400 `malformed_json` (a body that is not a JSON object: invalid JSON or UTF-8,
-empty, an array...) or `bad_request`; 401 `unauthorized`; 404 `not_found`; 405
+empty, nested too deeply, an array...) or `bad_request`; 401 `unauthorized`; 404 `not_found`; 405
 `method_not_allowed`; 409 `conflict` or `model_mismatch`; 413 `payload_too_large`; 422
 `validation_error` or `invalid_article`; 429 `too_many_requests` (too many connections from one
 address, api/server.py); 503 `not_ready` or `store_unavailable`; 500 `internal_error`. Messages
@@ -49,7 +49,7 @@ _STATUS_CODES = {
     503: "not_ready",
 }
 _DESCRIPTIONS = {
-    400: "Malformed body (`malformed_json`): not JSON, not UTF-8, empty, or not a JSON object",
+    400: "Malformed body (`malformed_json`): not JSON, not UTF-8, empty, nested too deeply, or not a JSON object",
     401: "Missing or wrong bearer key (`unauthorized`)",
     404: "Not found (`not_found`)",
     409: "Conflicts with the current state (`conflict`)",
@@ -173,6 +173,9 @@ async def _domain_error(_: Request, exc: CitesearchError) -> JSONResponse:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 405:
         return _method_not_allowed(request)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's "error parsing the body": JSON nested deeper than the parser goes.
+        return error_response(400, "malformed_json", "the request body is nested too deeply to be read")
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # FastAPI's "error parsing the body": bytes that are not UTF-8 (or another decode error).
         return error_response(400, "malformed_json", "the request body is not valid UTF-8 JSON")

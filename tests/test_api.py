@@ -207,6 +207,9 @@ def test_bad_input_gets_a_4xx_in_the_one_error_shape(
         ("/v1/reindex", b"[]"),
         ("/v1/reindex", b"{"),
         ("/v1/reindex", b"\x80"),
+        ("/v1/search", b"[" * 100_000 + b"]" * 100_000),  # nested past the parser's depth
+        ("/v1/articles", b'{"articles": ' + b"{" * 50_000 + b"}" * 50_000 + b"}"),
+        ("/v1/chat/completions", b'{"messages": [' * 20_000 + b"]}" * 20_000),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_a_400_malformed_json(
