@@ -3,8 +3,10 @@
 Decisions:
 - Types are strict: a number is never silently turned into text (pydantic StrictStr), metadata is
   flat (string, integer, finite float or boolean values; nested values and null are refused).
-- `published_at` is an ISO 8601 date ("2025-08-01") or a timezone-aware datetime
-  ("2025-08-01T09:30:00+08:00"); naive datetimes are refused (their instant is unknowable), as are
+- `published_at` is an RFC 3339 date ("2025-08-01") or date-time with its offset
+  ("2025-08-01T09:30:00+08:00", "2025-08-01T01:30:00Z"), what the JSON schema's formats say, and
+  nothing else of ISO 8601 (no "20250801", "2025-W31-1", "2025-08-01 09:30:00Z" or
+  "2025-08-01T09:30Z"); naive datetimes are refused (their instant is unknowable), as are
   impossible dates such as 2024-02-30. It is stored as its ISO string, offset kept as given.
 - Ids are 1-256 characters from RFC 3986 path characters: letters, digits and ._~:@-!$&'()*+,;=
   (no "/", "%", "?", "#" or spaces; not "." or ".."), so that every id
@@ -112,6 +114,14 @@ one private-use subtag ('_' or '-' between them), or a private-use tag. A subset
 `normalize_language_tag` reads (no extensions, one variant) whose repetitions are bounded, so that
 a schema-driven generator can produce tags of a given length."""
 _LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
+# RFC 3339 (the JSON schema's "date" and "date-time" formats): ASCII digits, "T" or "t", "Z", "z"
+# or a numeric offset. ISO 8601's other forms (20250801, 2025-W31-1, 2025-213, a space for the
+# "T", no seconds) are refused, here as in the search filters.
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339_DATETIME = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 # What str.isspace() calls white space: a metadata key must hold something else.
 _NOT_SPACE = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 MAX_TITLE_CHARS = 2_000
@@ -151,21 +161,36 @@ def _storable(value: str, name: str) -> str:
     return value
 
 
+def _parse_rfc3339(value: str) -> dt.date:
+    """A date or a datetime from RFC 3339 text, exactly (ValueError for anything else)."""
+    if _RFC3339_DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"published_at {value!r} is not a real date ({exc})") from None
+    m = _RFC3339_DATETIME.fullmatch(value)
+    if m is None:
+        raise ValueError(
+            f"published_at {value[:100]!r} is not an RFC 3339 date (YYYY-MM-DD) or date-time "
+            "(YYYY-MM-DDThh:mm:ss[.fraction] then Z or an offset such as +02:00)"
+        )
+    if m["offset"] is None:
+        raise ValueError(
+            "published_at has no time zone: add 'Z' or an offset such as '+02:00', or give a date"
+        )
+    offset = "+00:00" if m["offset"] in "Zz" else m["offset"]
+    try:
+        return dt.datetime.fromisoformat(f"{m['date']}T{m['time']}{offset}")
+    except ValueError as exc:
+        raise ValueError(f"published_at {value!r} is not a real date and time ({exc})") from None
+
+
 def _parse_published_at(value: object) -> dt.date | None:
-    """A date or an aware datetime from an ISO 8601 string, a date or a datetime; ValueError else."""
+    """A date or an aware datetime from RFC 3339 text, a date or a datetime; ValueError else."""
     if value is None:
         return None
     if isinstance(value, str):
-        s = value.strip()
-        try:
-            if len(s) <= 10 and "T" not in s and ":" not in s:
-                return dt.date.fromisoformat(s)
-            parsed: dt.date = dt.datetime.fromisoformat(s)
-        except ValueError as exc:
-            raise ValueError(
-                f"published_at {value[:100]!r} is not a valid ISO 8601 date or datetime ({exc})"
-            ) from None
-        value = parsed
+        value = _parse_rfc3339(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(
@@ -295,8 +320,9 @@ class ArticleInput(BaseModel):
         WithJsonSchema(_PUBLISHED_AT_SCHEMA),
     ] = Field(
         default=None,
-        description="Publication date (YYYY-MM-DD) or timezone-aware ISO 8601 datetime; naive "
-        "datetimes and impossible dates are refused.",
+        description="Publication date (RFC 3339 full-date, YYYY-MM-DD) or date-time with its offset "
+        "(YYYY-MM-DDThh:mm:ss[.fraction] then Z or +hh:mm); other ISO 8601 forms, naive date-times and "
+        "impossible dates are refused.",
         examples=["2025-08-01", "2025-08-01T09:30:00+08:00"],
     )
     language: (

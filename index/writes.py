@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -123,20 +124,23 @@ def now_iso() -> str:
 
 
 def article_from_row(row: ArticleRow) -> Article:
-    """The article a stored row was built from (for re-embedding: repair and rebuilds)."""
-    inp = ArticleInput.model_validate(
-        {
-            "id": row.id,
-            "title": row.title,
-            "text": row.text,
-            "url": row.url,
-            "source": row.source,
-            "published_at": row.published_at,
-            "language": row.language,
-            "metadata": row.metadata,
-        }
+    """The article a stored row was built from (for re-embedding: repair and rebuilds).
+
+    Taken as stored, hash included, not validated again: the row passed the rules of the day it
+    was written, and a rule tightened since (RFC 3339 dates, characters refused in URLs) must not
+    stop it from being embedded again.
+    """
+    return Article(
+        id=row.id,
+        title=row.title,
+        text=row.text,
+        url=row.url,
+        source=row.source,
+        published_at=row.published_at,
+        language=row.language,
+        metadata=MappingProxyType(dict(row.metadata)),
+        content_hash=row.content_hash,
     )
-    return build_article(inp, max_bytes=len(row.text.encode()) + 1)
 
 
 def add_passages(vectors: VectorIndex, ids: Sequence[int], passages: Sequence[NewPassage]) -> None:

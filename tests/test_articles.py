@@ -197,6 +197,8 @@ def test_a_given_id_wins_over_derivation() -> None:
         ("2025-08-01", "2025-08-01"),
         ("2025-08-01T09:30:00+08:00", "2025-08-01T09:30:00+08:00"),
         ("2025-08-01T01:30:00Z", "2025-08-01T01:30:00+00:00"),
+        ("2025-08-01t01:30:00.25z", "2025-08-01T01:30:00.250000+00:00"),
+        ("2025-08-01T01:30:00.123456789-05:30", "2025-08-01T01:30:00.123456-05:30"),
         ("2024-02-29", "2024-02-29"),
     ],
 )
@@ -216,9 +218,21 @@ def test_python_dates_and_datetimes_are_accepted() -> None:
     [
         ("2024-02-30", "day is out of range"),
         ("2025-13-01", "month must be in 1..12"),
+        ("2025-08-01T24:00:00Z", "hour must be in 0..23"),
         ("2025-08-01T09:30:00", "no time zone"),
-        ("yesterday", "not a valid ISO 8601"),
-        ("", "not a valid ISO 8601"),
+        ("yesterday", "not an RFC 3339 date"),
+        ("", "not an RFC 3339 date"),
+        # ISO 8601 forms that RFC 3339 (the schema's formats) does not have: refused everywhere.
+        ("20250801", "not an RFC 3339 date"),
+        ("2025-W31-1", "not an RFC 3339 date"),
+        ("2025W311", "not an RFC 3339 date"),
+        ("2025-213", "not an RFC 3339 date"),
+        ("20250801T093000+0800", "not an RFC 3339 date"),
+        ("2025-08-01T09:30+08:00", "not an RFC 3339 date"),
+        ("2025-08-01 09:30:00Z", "not an RFC 3339 date"),
+        ("2025-08-01T09:30:00+0800", "not an RFC 3339 date"),
+        (" 2025-08-01", "not an RFC 3339 date"),
+        ("２０２５-08-01", "not an RFC 3339 date"),
     ],
 )
 def test_impossible_naive_or_garbage_dates_are_refused(bad: str, message: str) -> None:

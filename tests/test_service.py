@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,3 +300,33 @@ def test_searches_never_see_a_half_applied_update(tmp_path: Path, embedder: Embe
     assert seen
     for s in seen:
         assert s in versions, sorted(s)
+
+
+def test_rows_written_under_older_rules_are_embedded_again_as_stored(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A date or URL accepted before the rules tightened (ISO basic dates, `"<>` in URLs) stays
+    stored; a reindex re-embeds such an article as it is, with its hash, rather than failing."""
+    cfg = IndexConfig(data_dir=tmp_path / "data")
+    svc = SearchService(cfg, embedder)
+    svc.upsert(OTHERS)
+    svc.close()
+    with sqlite3.connect(cfg.data_dir / "store.sqlite") as db:  # what an older version stored
+        db.execute(
+            "UPDATE articles SET published_at = '2025-W02-5', url = 'https://example.com/a\"<b>' "
+            "WHERE id = 'weather'"
+        )
+    db.close()
+    svc = SearchService(cfg, embedder)
+    try:
+        before = svc.get_article("weather")[0]
+        assert svc.reindex() == 2
+        after, passages = svc.get_article("weather")
+        assert passages and (after.published_at, after.url, after.content_hash) == (
+            "2025-W02-5",
+            'https://example.com/a"<b>',
+            before.content_hash,
+        )
+        assert svc.stats().passages == svc.stats().index_vectors
+    finally:
+        svc.close()
