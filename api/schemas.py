@@ -24,7 +24,13 @@ from pydantic import (
     StrictFloat,
 )
 
-from citesearch.index.articles import LETTER_OR_DIGIT_PATTERN, ArticleInput, has_letter_or_digit
+from citesearch.index.articles import (
+    LANGUAGE_PATTERN,
+    LETTER_OR_DIGIT_PATTERN,
+    ArticleInput,
+    check_language_tag,
+    has_letter_or_digit,
+)
 
 MAX_QUERY_CHARS = 2000
 """The longest question any configuration accepts (`Settings.max_query_chars` may lower it)."""
@@ -75,6 +81,19 @@ def _full_date(value: object) -> object:
 
 Day = Annotated[dt.date, BeforeValidator(_full_date)]
 """A calendar day, given as "YYYY-MM-DD"."""
+
+LanguageTag = Annotated[
+    str,
+    Field(max_length=35, json_schema_extra={"pattern": LANGUAGE_PATTERN}),
+    AfterValidator(check_language_tag),
+]
+"""A BCP-47 language tag of the shapes articles take (`LANGUAGE_PATTERN`), in canonical form: a
+filter or a question language that no article can have is a 422, not an empty answer."""
+
+
+def _known_language(value: str | None) -> str | None:
+    """A question's language; "und" (undetermined) is no language: detect it instead."""
+    return None if value is None or value == "und" else value
 
 
 def check_query(value: str) -> str:
@@ -168,7 +187,7 @@ class SearchFilters(BaseModel):
     """Restrictions applied inside retrieval, so top_k fills whenever enough passages match."""
 
     model_config = ConfigDict(extra="forbid")
-    language: list[Utf8Str] = Field(default_factory=list, max_length=50)
+    language: list[LanguageTag] = Field(default_factory=list, max_length=50)
     source: list[Utf8Str] = Field(default_factory=list, max_length=100)
     article_id: list[Utf8Str] = Field(default_factory=list, max_length=1000)
     published_after: Day | None = Field(None, description="On or after this day (UTC).")
@@ -201,8 +220,8 @@ class SearchRequest(BaseModel):
     filters: SearchFilters = Field(default_factory=SearchFilters)
     offset: JsonInt = Field(0, ge=0, le=1000, description="Results to skip (pagination).")
     per_article: JsonInt = Field(1, ge=1, le=20, description="Most passages returned from one article.")
-    query_language: Utf8Str | None = Field(
-        None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
+    query_language: Annotated[LanguageTag | None, AfterValidator(_known_language)] = Field(
+        None, description="The question's language (BCP-47) if known; detected otherwise."
     )
     recency_half_life_days: StrictFloat | None = Field(
         None, gt=0, le=36500, description="Boost recent news: score halves its bonus every N days."
@@ -373,8 +392,8 @@ class AnswerRequest(BaseModel):
     query: Question
     top_k: JsonInt = Field(5, ge=1, le=20, description="Passages the answer may draw on.")
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    query_language: Utf8Str | None = Field(
-        None, max_length=35, description="The question's language (BCP-47) if known; detected otherwise."
+    query_language: Annotated[LanguageTag | None, AfterValidator(_known_language)] = Field(
+        None, description="The question's language (BCP-47) if known; detected otherwise."
     )
     mode: Literal["auto", "extractive"] = Field(
         "auto", description="`auto`: the LLM when CITESEARCH_LLM_URL is set, else extractive."

@@ -71,6 +71,7 @@ __all__ = [
     "ArticleInput",
     "MetadataValue",
     "build_article",
+    "check_language_tag",
     "content_hash",
     "derive_id",
     "duplicate_id_problems",
@@ -143,6 +144,16 @@ def validate_article_id(value: str) -> str:
     if not _ID_RE.fullmatch(value):
         raise ValueError(f"invalid id {value[:300]!r}: {_ID_RULE}")
     return value
+
+
+def check_language_tag(value: str) -> str:
+    """The tag in canonical form ("pt-BR") when it has one of the shapes of `LANGUAGE_PATTERN`;
+    ValueError otherwise. Articles, search filters and question languages all take this rule."""
+    if not _LANGUAGE_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid language tag {value[:50]!r}: expected BCP-47 such as 'en', 'zh' or 'pt-BR'"
+        )
+    return normalize_language_tag(value)
 
 
 def has_letter_or_digit(value: str) -> bool:
@@ -386,11 +397,7 @@ class ArticleInput(BaseModel):
     @field_validator("language")
     @classmethod
     def _valid_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _LANGUAGE_RE.fullmatch(value):
-            raise ValueError(f"invalid language tag {value!r}: expected BCP-47 such as 'en', 'zh' or 'pt-BR'")
-        return normalize_language_tag(value)
+        return None if value is None else check_language_tag(value)
 
     @field_validator("metadata", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from citesearch.api.jobs import JobRunner
 from citesearch.api.schemas import SearchRequest, query_limit
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder, ModelError
+from citesearch.index.articles import LANGUAGE_PATTERN
 from citesearch.index.service import ServiceStats
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_cb51183e942cda20.txt"
@@ -174,6 +175,11 @@ def test_a_bad_cursor_is_a_422(client: TestClient, cursor: str) -> None:
         ("post", "/v1/articles", {"articles": [{"text": "ok", "published_at": "2025-W31-1"}]}, 422),
         ("post", "/v1/search", {"query": "x", "filters": {"published_after": "2025-W31-1"}}, 422),
         ("get", "/v1/search?q=x&published_before=20250801", None, 422),
+        ("get", "/v1/search?q=x&language=junk!!", None, 422),
+        ("get", "/v1/search?q=x&language=en&language=english", None, 422),
+        ("post", "/v1/search", {"query": "x", "filters": {"language": ["en", "zz-!"]}}, 422),
+        ("post", "/v1/search", {"query": "x", "query_language": "not a tag"}, 422),
+        ("post", "/v1/answer", {"query": "x", "filters": {"language": ["123"]}}, 422),
         ("post", "/v1/articles", {"articles": [{"text": "ok", "metadata": {"a": {"b": 1}}}]}, 422),
         ("post", "/v1/articles", {"articles": [{"text": "ok", "url": "ftp://x/y"}]}, 422),
         ("post", "/v1/articles", {"articles": [{"text": "ok", "language": "english"}]}, 422),
@@ -518,3 +524,16 @@ def test_a_start_up_failure_is_reported_without_server_paths(tmp_path: Path) -> 
 def test_settings_pass_the_passage_cap_to_the_domain(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).index_config().max_article_passages == 256
     assert Settings(data_dir=tmp_path, max_article_passages=3).index_config().max_article_passages == 3
+
+
+def test_language_filters_are_tags_in_any_case_or_a_422(client: TestClient) -> None:
+    client.post("/v1/articles", json={"articles": [{**seed_article(), "language": "en"}]})
+    for language in ("en", "EN", "eng"):
+        hits = client.get("/v1/search", params={"q": "H20 backdoor", "language": language}).json()["results"]
+        assert [h["article_id"] for h in hits] == ["nvidia-h20"], language
+    assert client.get("/v1/search", params={"q": "H20 backdoor", "language": "de"}).json()["results"] == []
+    error = assert_error(client.get("/v1/search", params={"q": "H20", "language": "<junk>"}), 422)
+    assert error["details"][0]["loc"] == ["query", "language", "0"]
+    schema = client.get("/openapi.json").json()
+    [param] = [p for p in schema["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "language"]
+    assert param["schema"]["items"]["pattern"] == LANGUAGE_PATTERN
