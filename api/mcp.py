@@ -39,6 +39,9 @@ from citesearch.index.service import SearchService
 
 ServiceGetter = Callable[[], SearchService | None]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MCP_METHODS = ("GET", "POST", "DELETE")
+"""What the streamable HTTP transport serves at /mcp (POST messages, GET a stream, DELETE a session)."""
+_ALLOW = ", ".join(sorted((*MCP_METHODS, "OPTIONS"))).encode()
 
 INSTRUCTIONS = (
     "citesearch searches news articles in any language. Call `search` with the user's question "
@@ -207,7 +210,13 @@ class McpEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._authorized(scope):
+        method = scope.get("method", "")
+        if method == "OPTIONS":  # as on every path: 204 naming the methods (before the keys, like them)
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", _ALLOW)]})
+            await send({"type": "http.response.body", "body": b""})
+        elif method not in MCP_METHODS:
+            await _send_error(send, 405, "method_not_allowed", f"{method} is not allowed here", _ALLOW)
+        elif not self._authorized(scope):
             await _send_error(send, 401, "unauthorized", "missing or invalid bearer token")
         elif self._app is None:
             await _send_error(send, 503, "not_ready", "the MCP endpoint is not running")
@@ -215,11 +224,13 @@ class McpEndpoint:
             await self._app(scope, receive, send)
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+async def _send_error(send: Send, status: int, code: str, message: str, allow: bytes | None = None) -> None:
     body = json.dumps(error_body(code, message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if allow is not None:
+        headers.append((b"allow", allow))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -342,6 +342,7 @@ def test_options_and_405_list_every_method_of_the_path(client: TestClient) -> No
         ("/v1/articles/some-id", {"GET", "DELETE", "OPTIONS"}),
         ("/v1/search", {"GET", "POST", "OPTIONS"}),
         ("/v1/reindex", {"POST", "OPTIONS"}),
+        ("/mcp", {"GET", "POST", "DELETE", "OPTIONS"}),  # the MCP SDK's transport, behind the same rule
     ):
         resp = client.options(path)
         assert resp.status_code == 204, resp.text
