@@ -18,8 +18,9 @@ Decisions:
   a digit (Unicode categories L or N: text of only spaces, punctuation, emoji or invisible
   characters is refused), no NUL or unpaired surrogate, and at most `max_bytes` bytes of UTF-8.
   Title and source are stripped of surrounding whitespace; empty ones become None.
-- A URL is an absolute http(s) URL without spaces or control characters, with an ASCII or
-  letter/digit host and a port of 0-65535 (`URL_PATTERN`, which the JSON schema publishes as is).
+- A URL is an absolute http(s) URL without spaces, control characters or `"<>` (RFC 3986 has
+  them percent-encoded only), with an ASCII or letter/digit host and a port of 0-65535
+  (`URL_PATTERN`, which the JSON schema publishes as is).
 - The language is normalised BCP-47 ("pt-BR", "zh"; the common shapes of `LANGUAGE_PATTERN`, up to 35
   characters); absent (or "und"), it is detected from the text and may stay None when the detector
   is unsure.
@@ -96,8 +97,9 @@ LETTER_OR_DIGIT_PATTERN = r"[\p{L}\p{N}]"
 _LETTER_OR_DIGIT = regex.compile(LETTER_OR_DIGIT_PATTERN)
 # Whitespace allowed around a URL or a language tag (and stripped); none inside.
 _EDGE_SPACE = r"[ \t\n\r]*"
-# A URL character: anything but controls and Unicode white space.
-_URL_CHAR = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# A URL character: anything but controls, Unicode white space and the quote and angle brackets
+# (never raw in a URL, RFC 3986; they would end an HTML attribute or a Markdown link around it).
+_URL_CHAR = r'[^\x00-\x20"<>\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'
 _PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 URL_PATTERN = (
     rf"^{_EDGE_SPACE}(?:[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9._~!$&'()*+,;=%:-]*@)?"
@@ -369,8 +371,8 @@ class ArticleInput(BaseModel):
             return None
         if not _URL_RE.fullmatch(value):
             raise ValueError(
-                f"url {value[:200]!r} must be an absolute http:// or https:// URL without spaces, "
-                "with a valid host and port"
+                f"url {value[:200]!r} must be an absolute http:// or https:// URL without spaces or "
+                '" < > (percent-encode them), with a valid host and port'
             )
         s = value.strip()
         if not s:

@@ -513,7 +513,7 @@ URLS = st.builds(
     st.sampled_from(["", "user@", "u:p@", "a@b@", "[x]@"]),
     st.text(alphabet="aZ0.-_~%é中\u0301\u20fe /[]:@\x7f🙂", max_size=6),
     st.sampled_from(["", ":", ":80", ":65535", ":65536", ":0", ":x", ":00080", ":-1"]),
-    st.text(alphabet="/?#aé %\x00\x85\u2028[]", max_size=6),
+    st.text(alphabet='/?#aé %\x00\x85\u2028[]"<>', max_size=6),
     SPACES,
 )
 
@@ -559,3 +559,13 @@ def test_the_metadata_key_pattern_is_the_key_rule(key: str) -> None:
 )
 def test_the_text_pattern_is_the_text_rule(text: str) -> None:
     assert schema_accepts("text", text) == model_accepts(text=text, language="en"), text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ['https://example.com/a"onmouseover="x', "https://example.com/<script>", "https://example.com/?q=a>b"],
+)
+def test_urls_with_a_quote_or_angle_brackets_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="percent-encode them"):
+        build(text=EN_TEXT, url=url)
+    assert build(text=EN_TEXT, url=url.replace('"', "%22").replace("<", "%3C").replace(">", "%3E")).url
