@@ -28,6 +28,23 @@ def is_model_name(name: str) -> bool:
     return _MODEL_NAME.fullmatch(name) is not None and ".." not in name
 
 
+MIN_KEY_CHARS = 16
+MIN_KEY_DISTINCT_CHARS = 4
+"""A random key of 16 hexadecimal characters has fewer than 4 distinct ones about once in 10^10."""
+
+
+def is_placeholder_key(key: str) -> bool:
+    """True for a key nobody generated: a known placeholder, under 16 characters, fewer than 4
+    distinct characters ("aaaaaaaaaaaaaaaa", "abababababababab"), or one short run repeated
+    ("changemechangeme", "abc123abc123abc1")."""
+    if key.lower() in _PLACEHOLDERS or len(key) < MIN_KEY_CHARS or len(set(key)) < MIN_KEY_DISTINCT_CHARS:
+        return True
+    return any(
+        all(key[i] == key[i % period] for i in range(period, len(key)))
+        for period in range(1, len(key) // 2 + 1)
+    )
+
+
 def postgres_url_problem(url: str) -> str | None:
     """Why `url` is no PostgreSQL URL libpq can use, or None. The reason never quotes the URL."""
     from psycopg.conninfo import conninfo_to_dict
@@ -199,7 +216,7 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if value.lower() in _PLACEHOLDERS or len(value) < 16:
+        if is_placeholder_key(value):
             raise ValueError("use a real secret of at least 16 characters, not a placeholder")
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -419,9 +420,30 @@ def test_auth_on_writes_and_optionally_reads(tmp_path: Path, embedder: Embedder)
         assert c.get("/healthz").status_code == 200
 
 
-def test_placeholder_secrets_are_refused() -> None:
-    with pytest.raises(ValueError):
-        Settings(api_key="changeme")
+@pytest.mark.parametrize(
+    "key",
+    [
+        "changeme",
+        "x" * 15,
+        "a" * 16,  # the outside run's key: one letter repeated
+        "Z" * 64,
+        "abababababababab",
+        "aaaaaaaaaaaaaaab",
+        "changemechangeme",
+        "secretsecretsecr",
+        "abc123abc123abc1",
+        "0123456701234567",
+    ],
+)
+def test_placeholder_secrets_are_refused(key: str) -> None:
+    for field in ("api_key", "read_key"):
+        with pytest.raises(ValueError, match="not a placeholder"):
+            Settings.model_validate({field: key})
+
+
+def test_generated_keys_are_accepted() -> None:
+    for key in (KEY, "0f3a9c2e7b14d685", secrets.token_hex(8), secrets.token_urlsafe(32), "aabbccddeeffgghh"):
+        assert Settings(api_key=key, read_key=key).api_key == key
 
 
 def test_cors_for_browser_chatbots(tmp_path: Path, embedder: Embedder) -> None:

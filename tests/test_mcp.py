@@ -26,7 +26,7 @@ from citesearch.index.articles import ArticleInput
 from citesearch.index.service import SearchService
 from tests.chat_support import ROOT, articles, uvicorn_thread
 
-READ_KEY = "r" * 24
+READ_KEY = "r3ad-key-for-mcp-tests-0123"
 
 
 @pytest.fixture(scope="module")
