@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictFloat,
+    model_validator,
 )
 
 from citesearch.index.articles import (
@@ -449,12 +450,26 @@ class ChatContentPart(BaseModel):
     text: Utf8Str | None = Field(None, max_length=100_000)
 
 
-class ChatMessage(BaseModel):
-    """An OpenAI chat message (fields other than role and content are ignored)."""
+_USER_MESSAGE_HAS_CONTENT: dict[str, Any] = {
+    "if": {"properties": {"role": {"const": "user"}}, "required": ["role"]},
+    "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+}
+"""The schema's word for `ChatMessage._user_content`: a user message has content, as in OpenAI's API."""
 
-    model_config = ConfigDict(extra="ignore")
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message (fields other than role and content are ignored). A user message must
+    have its content (a string or parts); an assistant's or a tool's may be null, as OpenAI's."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_USER_MESSAGE_HAS_CONTENT)
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Utf8Str | list[ChatContentPart] | None = Field(None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _user_content(self) -> ChatMessage:
+        if self.role == "user" and self.content is None:
+            raise ValueError("a user message needs its content: a string or a list of parts")
+        return self
 
     def text(self) -> str:
         """The message's text (text parts joined)."""

@@ -67,6 +67,8 @@ __all__ = [
     "ID_PATTERN",
     "LANGUAGE_PATTERN",
     "LETTER_OR_DIGIT_PATTERN",
+    "NO_NUL_PATTERN",
+    "TEXT_PATTERN",
     "URL_PATTERN",
     "Article",
     "ArticleInput",
@@ -95,6 +97,10 @@ _ID_RE = re.compile(ID_PATTERN)
 LETTER_OR_DIGIT_PATTERN = r"[\p{L}\p{N}]"
 """Somewhere in the string, a letter or a digit (Unicode categories L and N)."""
 _LETTER_OR_DIGIT = regex.compile(LETTER_OR_DIGIT_PATTERN)
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""A string that can be stored: no NUL character (PostgreSQL's text cannot hold one)."""
+TEXT_PATTERN = rf"^[^\x00]*{LETTER_OR_DIGIT_PATTERN}[^\x00]*$"
+"""An article's text: a letter or a digit somewhere, and no NUL anywhere."""
 # Whitespace allowed around a URL or a language tag (and stripped); none inside.
 _EDGE_SPACE = r"[ \t\n\r]*"
 # A URL character: anything but controls, Unicode white space and the quote and angle brackets
@@ -125,8 +131,9 @@ _RFC3339_DATETIME = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)"
     r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
-# What str.isspace() calls white space: a metadata key must hold something else.
-_NOT_SPACE = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# What str.isspace() calls white space: a metadata key must hold something else (and no NUL).
+_NOT_SPACE = r"[^\x00\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_METADATA_KEY_PATTERN = rf"^[^\x00]*{_NOT_SPACE}[^\x00]*$"
 MAX_TITLE_CHARS = 2_000
 MAX_URL_CHARS = 4_096
 MAX_SOURCE_CHARS = 256
@@ -258,10 +265,10 @@ _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLengt
 _METADATA_SCHEMA = {
     "type": "object",
     "maxProperties": MAX_METADATA_KEYS,
-    "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS, "pattern": _NOT_SPACE},
+    "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS, "pattern": _METADATA_KEY_PATTERN},
     "additionalProperties": {
         "anyOf": [
-            {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
+            {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS, "pattern": NO_NUL_PATTERN},
             {"type": "boolean"},
             {"type": "integer"},
             {"type": "number"},
@@ -305,14 +312,15 @@ class ArticleInput(BaseModel):
         "from the URL (url-<hex>), else from the title and text (sha-<hex>).",
         examples=["reuters-2025-08-01-nvidia-h20"],
     )
-    title: StrictStr | None = Field(
-        default=None, max_length=MAX_TITLE_CHARS, description="Headline.", examples=["英伟达回应:没后门"]
-    )
+    title: (
+        Annotated[StrictStr, Field(max_length=MAX_TITLE_CHARS, json_schema_extra={"pattern": NO_NUL_PATTERN})]
+        | None
+    ) = Field(default=None, description="Headline.", examples=["英伟达回应:没后门"])
     text: StrictStr = Field(
         description="The article body, kept exactly as given: passages cite character offsets into "
-        "it. Must hold a letter or a digit; at most 1,000,000 bytes of UTF-8 by default.",
+        "it. Must hold a letter or a digit, and no NUL; at most 1,000,000 bytes of UTF-8 by default.",
         examples=["NVIDIA's spokesperson emphasized that their chips do not contain any backdoors [2]."],
-        json_schema_extra={"pattern": LETTER_OR_DIGIT_PATTERN},
+        json_schema_extra={"pattern": TEXT_PATTERN},
     )
     url: (
         Annotated[StrictStr, Field(max_length=MAX_URL_CHARS, json_schema_extra={"pattern": URL_PATTERN})]
@@ -322,12 +330,12 @@ class ArticleInput(BaseModel):
         description="Absolute http(s) link to the article (blank counts as none).",
         examples=["https://example.com/news/nvidia-h20"],
     )
-    source: StrictStr | None = Field(
-        default=None,
-        max_length=MAX_SOURCE_CHARS,
-        description="Publisher or feed name.",
-        examples=["Example News"],
-    )
+    source: (
+        Annotated[
+            StrictStr, Field(max_length=MAX_SOURCE_CHARS, json_schema_extra={"pattern": NO_NUL_PATTERN})
+        ]
+        | None
+    ) = Field(default=None, description="Publisher or feed name.", examples=["Example News"])
     published_at: Annotated[
         dt.datetime | dt.date | str | None,
         WithJsonSchema(_PUBLISHED_AT_SCHEMA),

@@ -560,3 +560,27 @@ def test_language_filters_are_tags_in_any_case_or_a_422(client: TestClient) -> N
     schema = client.get("/openapi.json").json()
     [param] = [p for p in schema["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "language"]
     assert param["schema"]["items"]["pattern"] == LANGUAGE_PATTERN
+
+
+def test_a_user_message_needs_its_content_as_the_schema_says(client: TestClient) -> None:
+    def chat(*messages: dict[str, Any]) -> Any:
+        return client.post("/v1/chat/completions", json={"model": "citesearch", "messages": list(messages)})
+
+    for messages in (
+        [{"role": "user"}],  # what schemathesis found valid by the schema and refused
+        [{"role": "user", "content": None}],
+        [{"role": "user"}, {"role": "assistant", "content": "?"}, {"role": "user", "content": "H20?"}],
+    ):
+        error = assert_error(chat(*messages), 422, "validation_error")
+        assert "needs its content" in error["details"][0]["message"], error
+    ok = chat(
+        {"role": "user", "content": "Has the H20 a backdoor?"},
+        {"role": "assistant", "content": None},  # an assistant's may be null, as in OpenAI's API
+        {"role": "tool", "content": None},
+        {"role": "user", "content": [{"type": "text", "text": "And the chips of NVIDIA?"}]},
+    )
+    assert ok.status_code == 200, ok.text
+    message = client.get("/openapi.json").json()["components"]["schemas"]["ChatMessage"]
+    assert message["then"]["required"] == ["content"] and message["if"]["properties"]["role"] == {
+        "const": "user"
+    }
