@@ -35,6 +35,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import regex
 import sentencex
 
 from citesearch.index.language import primary_subtag
@@ -178,14 +179,43 @@ def _sentencex_language(language: str | None) -> str:
     return lang
 
 
+LONG_SENTENCE_CHARS = 400
+"""A sentence longer than this is checked for plain sentence ends sentencex passed over (quotes)."""
+_PLAIN_END = regex.compile(r"([.!?。！？][\"”’»]?)\s+(?=[\"“«„]?[\p{Lu}\p{N}])")
+
+
 def _candidate_cuts(segment: str, lang: str) -> set[int]:
-    """sentencex's cuts, plus every line break before a line that does not start in lower case."""
+    """sentencex's cuts, plus every line break before a line that does not start in lower case,
+    plus the plain sentence ends inside a "sentence" longer than LONG_SENTENCE_CHARS."""
     cuts = set(_sentencex_cuts(segment, lang))
     for m in _LINE_BREAK.finditer(segment):
         nxt = segment[m.end() : m.end() + 1]
         if nxt and not nxt.islower():
             cuts.add(m.start())
-    return cuts
+    return cuts | _long_sentence_cuts(segment, cuts)
+
+
+def _long_sentence_cuts(segment: str, cuts: set[int]) -> set[int]:
+    """Sentence ends inside runs longer than LONG_SENTENCE_CHARS between `cuts`.
+
+    sentencex never cuts inside quotation marks, so one unbalanced quote (a lost opening mark, a
+    quote closed only paragraphs later) makes the rest of a paragraph one "sentence" (WMT22 news:
+    19 of 521 articles, runs of over 1,000 characters). Inside such a run, a terminal mark (and any
+    closing quote) followed by space and a capital or a digit ends a sentence, unless the word
+    before it looks like an abbreviation (one to three letters starting with a capital, or dotted).
+    """
+    out: set[int] = set()
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(segment)), len(segment)]
+    for a, b in itertools.pairwise(bounds):
+        if b - a <= LONG_SENTENCE_CHARS:
+            continue
+        for m in _PLAIN_END.finditer(segment, a, b):
+            before = segment[a : m.start()].rsplit(None, 1)
+            w = before[-1] if before else ""
+            if "." in w or (len(w) <= 3 and w[:1].isupper() and w.isalpha()):
+                continue
+            out.add(m.end(1))
+    return out
 
 
 def _is_false_cut(segment: str, c: int) -> bool:

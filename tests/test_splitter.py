@@ -127,6 +127,30 @@ def test_decimals_abbreviations_and_urls_never_split() -> None:
     ]
 
 
+def test_an_unbalanced_quote_does_not_make_the_rest_of_a_paragraph_one_sentence() -> None:
+    # A wire text whose opening quotation mark was lost (WMT22 news has 19 such articles):
+    # sentencex waits for the quote to close and would return one 600-character "sentence".
+    text = (
+        'Its subsidiaries receive licences to mine gold and supply weapons to these countries," says the '
+        "article. According to the media, its fighters were seen in Libya, Syria, Sudan and Mozambique. "
+        "The group is not listed in any register of legal entities. It is under U.S. sanctions since 2017. "
+        "Mr. Smith, a spokesman, declined to comment on the report on Monday. Earlier, the permanent "
+        "representatives of 27 EU countries approved restrictions against the group. The Council is "
+        "expected to approve the decision on December 13. A second round of talks is planned for 2022."
+    )
+    got = sentences(text)
+    assert got == [
+        'Its subsidiaries receive licences to mine gold and supply weapons to these countries," says the article.',
+        "According to the media, its fighters were seen in Libya, Syria, Sudan and Mozambique.",
+        "The group is not listed in any register of legal entities.",
+        "It is under U.S. sanctions since 2017.",
+        "Mr. Smith, a spokesman, declined to comment on the report on Monday.",
+        "Earlier, the permanent representatives of 27 EU countries approved restrictions against the group.",
+        "The Council is expected to approve the decision on December 13.",
+        "A second round of talks is planned for 2022.",
+    ]
+
+
 def test_url_stays_whole_in_a_passage(embedder: Embedder) -> None:
     text = "Read the filing at https://example.com/a.b?c=1 now. It is long. Another sentence follows here."
     passages = split_passages(
