@@ -1,13 +1,13 @@
 """Answers in prose with [n] citations, built from search results: extractive by default, an LLM's when configured.
 
-- Extractive: each top passage's answering sentence (the semantic highlight, exact article
-  offsets) is scored by the cosine of its stored vector with the question's (index/search.py,
-  `Highlight.score`): one model call per question, none per sentence. The top passage's
-  sentence must reach `MIN_SENTENCE_SCORE`; lower-ranked passages' sentences join it when they
-  score at least as well (at most `MAX_SENTENCES`, near-duplicates once), in rank order, each
-  followed by its result's label, quoted in the passage's own language. Otherwise the answer
-  says so in the question's language (`answered: false`) rather than quote noise. The threshold is calibrated on XQuAD by
-  bench/answer_threshold.py (results in bench/results/answer_threshold.md).
+- Extractive: the answer model (embeddings/answer_model.py, index/answers.py) reads the question
+  with the nearest sentences of the first ANSWER_HITS results and gives each a calibrated
+  probability of answering it. Every result whose best sentence reaches the model's threshold
+  (`Highlight.answers`) is quoted, in rank order, at most MAX_SENTENCES, near-duplicates once,
+  each followed by its result's label, in the passage's own language. When none does, the answer
+  says so in the question's language (`answered: false`) rather than quote noise. The threshold
+  and the calibration per language pair come from XQuAD's train titles (bench/train_answer.py,
+  bench/answer_eval.py).
 - Generated: the LLM reads the numbered passages and answers in the question's language; labels
   it cites that were not in its context are removed and reported (`dropped_labels`). An LLM that
   fails or times out gives the extractive answer with `llm_fallback: true` and the reason.
@@ -33,17 +33,10 @@ from citesearch.api.settings import Settings
 from citesearch.index.search import Hit, SearchOutcome, SearchQuery
 from citesearch.index.service import SearchService
 
-MIN_SENTENCE_SCORE = 0.80
-"""Question-sentence cosine (multilingual-e5-small, query vs passage side) below which the top
-sentence does not answer. XQuAD (bench/results/answer_threshold.md): 70% of answerable questions
-answered, 82.5% of those quoting the answer span; 7.8% of unanswerable ones answered (0.79: 79%, 17%)."""
-SCORE_MARGIN = 0.0
-"""How far below the top passage's sentence a lower-ranked passage's may score and still be quoted:
-none, as a same-language sentence about something else scores within 0.01 of a cross-lingual answer."""
+ANSWER_HITS = 2
+"""Hits whose sentences the answer model reads for an answer (the first of the results list)."""
 MAX_SENTENCES = 3
 """Most sentences in an extractive answer."""
-PER_ARTICLE = 3
-"""Passages one article may give an answer (its answering sentences can be in different passages)."""
 HISTORY_TURNS = 6
 """Earlier chat turns passed to the LLM (each cut to HISTORY_CHARS)."""
 HISTORY_CHARS = 2000
@@ -63,6 +56,21 @@ NO_ANSWER = {
     "ru": "Проиндексированные статьи не отвечают на этот вопрос.",
     "ar": "المقالات المفهرسة لا تجيب عن هذا السؤال.",
 }
+FRAME = {
+    "en": "The indexed articles say:",
+    "zh": "已收录的文章中写道：",
+    "ja": "登録された記事にはこう書かれています：",
+    "ko": "색인된 기사에는 이렇게 쓰여 있습니다:",
+    "de": "In den indexierten Artikeln steht:",
+    "fr": "Les articles indexés disent :",
+    "es": "Los artículos indexados dicen:",
+    "it": "Gli articoli indicizzati dicono:",
+    "pt": "Os artigos indexados dizem:",
+    "ru": "В проиндексированных статьях сказано:",
+    "ar": "تقول المقالات المفهرسة:",
+}
+"""The line a chat answer without an LLM opens with, in the user's language: the quotes that follow
+stay verbatim in their own languages."""
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered news sources given. Answer in the language of the "
     "question, briefly. After each sentence, cite the sources it relies on as [n], using only the "
@@ -93,11 +101,10 @@ def cite_url(base: str, own: str | None, article_id: str, start: int, end: int) 
 
 @dataclass(frozen=True)
 class Retrieved:
-    """The search behind an answer, with each hit's sentence score."""
+    """The search behind an answer (its hits' highlights read by the answer model)."""
 
     request: AnswerRequest
     outcome: SearchOutcome
-    scores: list[float]
     started: float
 
 
@@ -111,25 +118,38 @@ def search_text(question: str, earlier: str | None, max_chars: int) -> str:
 
 
 def retrieve(service: SearchService, req: AnswerRequest, earlier: str | None = None) -> Retrieved:
-    """Search with semantic highlights, each scored against the question by its stored sentence
-    vector (`earlier`: the previous user message of a conversation, searched with it).
+    """The search behind an answer: the results list a search with the same question and filters
+    gives (so `[n]` is the same result in both), the answer model reading its first ANSWER_HITS hits.
 
-    One model call (the question); a passage stored without sentences gets a lexical highlight,
-    which has no score and so never answers (0.0).
+    In a conversation (`earlier`: the previous user message) the follow-up is searched twice: with
+    the previous message before it (so "and how much could they lose?" finds its topic) and alone
+    (so a follow-up that names its topic finds the passage answering it, not the one that answered
+    the first question); the search whose best read sentence the model finds more likely to answer wins.
     """
     started = time.perf_counter()
+    outcome = service.search(_answer_query(req, req.query))
     text = search_text(req.query, earlier, service.config.max_query_chars)
-    query = SearchQuery(
+    if text != req.query:
+        framed = service.search(_answer_query(req, text))
+        if _confidence(framed) > _confidence(outcome):
+            outcome = framed
+    return Retrieved(req, outcome, started)
+
+
+def _answer_query(req: AnswerRequest, text: str) -> SearchQuery:
+    return SearchQuery(
         text=text,
         top_k=req.top_k,
         filters=presenters.search_filters(req.filters),
         language=req.query_language,
-        per_article=PER_ARTICLE,
         highlight="semantic",
+        answer_hits=ANSWER_HITS,
     )
-    outcome = service.search(query)
-    scores = [h.highlight.score if h.highlight.score is not None else 0.0 for h in outcome.hits]
-    return Retrieved(req, outcome, scores, started)
+
+
+def _confidence(outcome: SearchOutcome) -> float:
+    """The answer model's highest probability among the hits it read (0 when it read none)."""
+    return max((h.highlight.probability or 0.0 for h in outcome.hits), default=0.0)
 
 
 # ---- extractive -----------------------------------------------------------------------------------
@@ -149,33 +169,29 @@ def _near_duplicate(a: str, b: str) -> bool:
     return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= 0.7
 
 
-def pick(hits: Sequence[Hit], scores: Sequence[float]) -> list[int]:
-    """Indices of the hits whose sentences answer, in rank order (empty when none does).
-
-    The top-ranked passage decides whether there is an answer: its sentence must score at least
-    MIN_SENTENCE_SCORE. Search ranks passages with language-fair scores, while a raw sentence
-    cosine favours sentences in the question's own language, so a lower-ranked passage is quoted
-    only when its sentence answers at least as well as the top one's (SCORE_MARGIN), never on
-    its cosine alone.
-    """
-    if not scores or scores[0] < MIN_SENTENCE_SCORE:
-        return []
-    floor = scores[0] - SCORE_MARGIN
+def pick(hits: Sequence[Hit]) -> list[int]:
+    """Indices of the hits whose highlighted sentence answers (the answer model says so), in rank
+    order, near-duplicates once, at most MAX_SENTENCES (empty when none answers)."""
     kept: list[int] = []
-    for i in range(len(hits)):
-        text = clean_sentence(hits[i].highlight.text)
-        if len(kept) == MAX_SENTENCES:
-            break
-        if scores[i] < floor or not text:
+    for i, hit in enumerate(hits):
+        text = clean_sentence(hit.highlight.text)
+        if not hit.highlight.answers or not text:
             continue
         if not any(_near_duplicate(text, clean_sentence(hits[j].highlight.text)) for j in kept):
             kept.append(i)
+        if len(kept) == MAX_SENTENCES:
+            break
     return kept
 
 
 def no_answer(language: str | None) -> str:
     """ "Nothing answers", in the question's language when we have it (English otherwise)."""
     return NO_ANSWER.get((language or "en").split("-")[0].lower(), NO_ANSWER["en"])
+
+
+def frame(language: str | None) -> str:
+    """The line that introduces quoted sentences in a chat, in the user's language (English otherwise)."""
+    return FRAME.get((language or "en").split("-")[0].lower(), FRAME["en"])
 
 
 def sentence_citation(hit: Hit, label: str, base: str) -> AnswerCitation:
@@ -210,7 +226,7 @@ def _citation(hit: Hit, label: str, base: str, char_start: int, char_end: int, t
 def extractive_pieces(r: Retrieved, base: str) -> tuple[list[str], list[AnswerCitation]]:
     """The answer's sentences ("sentence [n]") and their citations; no sentences when nothing answers."""
     hits = r.outcome.hits
-    picked = pick(hits, r.scores)
+    picked = pick(hits)
     pieces = [f"{clean_sentence(hits[i].highlight.text)} [{i + 1}]" for i in picked]
     return pieces, [sentence_citation(hits[i], f"[{i + 1}]", base) for i in picked]
 
@@ -282,8 +298,10 @@ class LabelFilter:
 class Answerer:
     """Answers one retrieved question: extractive, or by the configured LLM with the extractive fallback."""
 
-    def __init__(self, settings: Settings, base_url: str) -> None:
+    def __init__(self, settings: Settings, base_url: str, *, framed: bool = False) -> None:
+        """`framed`: extractive answers open with a line in the user's language (chat)."""
         self.base = settings.public_url or base_url.rstrip("/")
+        self.framed = framed
         self.llm = (
             LLMClient(settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s)
             if settings.llm_url
@@ -320,8 +338,15 @@ class Answerer:
     def extractive(self, r: Retrieved, **flags: object) -> AnswerResponse:
         """The extractive answer (flags: why it is not the LLM's, when it should have been)."""
         pieces, citations = extractive_pieces(r, self.base)
-        answer = " ".join(pieces) if pieces else no_answer(r.outcome.query_language)
+        answer = " ".join(pieces) if pieces else no_answer(self._language(r))
+        if pieces and self.framed:
+            answer = f"{frame(self._language(r))}\n\n{answer}"
         return self._response(r, answer, citations, "extractive", **flags)
+
+    @staticmethod
+    def _language(r: Retrieved) -> str | None:
+        """The user's language: as given, else the question's as identified."""
+        return r.request.query_language or r.outcome.query_language
 
     def _generated(self, r: Retrieved, text: str, labels: LabelFilter, **flags: object) -> AnswerResponse:
         hits = r.outcome.hits
@@ -344,6 +369,8 @@ class Answerer:
     def _extractive_events(self, r: Retrieved, **flags: object) -> Iterator[Event]:
         done = self.extractive(r, **flags)
         pieces, _ = extractive_pieces(r, self.base)
+        if pieces and self.framed:
+            pieces = [f"{frame(self._language(r))}\n\n{pieces[0]}", *pieces[1:]]
         for i, piece in enumerate(pieces or [done.answer]):
             yield "delta", piece if i == 0 else " " + piece
         yield "done", done

@@ -22,7 +22,7 @@ from citesearch.api.page import router as page_router
 from citesearch.api.routes import router
 from citesearch.api.schemas import query_limit
 from citesearch.api.settings import Settings
-from citesearch.api.state import AppState, EmbedderFactory
+from citesearch.api.state import AnswerFactory, AppState, EmbedderFactory
 from citesearch.index.service import SearchService
 
 log = logging.getLogger("citesearch.api")
@@ -138,18 +138,23 @@ def create_app(
     settings: Settings | None = None,
     *,
     embedder_factory: EmbedderFactory | None = None,
+    answer_factory: AnswerFactory | None = None,
     load_in_background: bool = False,
 ) -> FastAPI:
     """Build the app. The model and index load in the lifespan (in a thread when `load_in_background`,
     so /healthz answers at once and /readyz turns 200 when loading is done)."""
     settings = settings or Settings()
     state = AppState(
-        settings=settings, metrics=Metrics(), embedder_factory=embedder_factory or settings.load_embedder
+        settings=settings,
+        metrics=Metrics(),
+        embedder_factory=embedder_factory or settings.load_embedder,
+        answer_factory=answer_factory or settings.load_answer_model,
     )
 
     def load() -> None:
         try:
             embedder = state.embedder_factory(settings.model)
+            answers = state.answer_factory()
             service = SearchService(
                 settings.index_config(),
                 embedder,
@@ -157,6 +162,7 @@ def create_app(
                 load_model=lambda name: state.embedder_factory(
                     None if name is None else settings.reindex_model_source(name) or name
                 ),
+                answers=answers,
             )
             try:  # before the service is ready, so no question or write waits on a compile
                 service.prepare_questions()

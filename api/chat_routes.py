@@ -168,7 +168,7 @@ def chat_completions(
     req, history = _answer_request(body)
     earlier = next((m["content"] for m in reversed(history) if m["role"] == "user"), None)
     retrieved = retrieve(service, req, earlier)
-    answerer = Answerer(settings, str(request.base_url))
+    answerer = Answerer(settings, str(request.base_url), framed=True)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not req.stream:
         done = answerer.answer(retrieved, history)

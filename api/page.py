@@ -67,10 +67,12 @@ router = APIRouter(include_in_schema=False)
 # ---- pure helpers (shared in spirit with page.js, which does the same on the client) -------------
 
 
-def span_url(article_id: str, start: int, end: int) -> str:
-    """The page of an article with `[start, end)` highlighted: the server reads `?chars=`, the script
-    the `#chars=` fragment (the form citations use), so the link works with and without JavaScript."""
-    return f"/articles/{quote(article_id, safe='')}?chars={start}-{end}#chars={start}-{end}"
+def span_url(article_id: str, start: int, end: int, answer: tuple[int, int] | None = None) -> str:
+    """The page of an article with `[start, end)` highlighted (and inside it the sentence `answer`
+    that answers, when given): the server reads `?chars=` (and `answer=`), the script the `#chars=`
+    fragment (the form citations use), so the link works with and without JavaScript."""
+    spans = f"chars={start}-{end}" + (f"&answer={answer[0]}-{answer[1]}" if answer else "")
+    return f"/articles/{quote(article_id, safe='')}?{spans}#{spans}"
 
 
 def split_span(text: str, start: int, end: int) -> tuple[str, str, str]:
@@ -117,18 +119,22 @@ class ResultView:
     before: str
     mark: str
     after: str
+    answers: bool
+    """`mark` answers the question (the answer model says so): shown marked; else the sentence
+    nearest the question, shown plain with a dotted underline."""
     href: str
     url: str | None
     score: float
 
 
 def result_view(r: SearchResult) -> ResultView:
-    """The passage with the highlight sentence marked (its article offsets made passage-relative)."""
+    """The passage with the highlight sentence picked out (its article offsets made passage-relative)."""
     h = r.highlight
     before, mark, after = split_span(r.text, h.char_start - r.char_start, h.char_end - r.char_start)
     if not mark and h.text and h.text in r.text:  # offsets that do not fit: find the sentence instead
         i = r.text.index(h.text)
         before, mark, after = split_span(r.text, i, i + len(h.text))
+    answer = (h.char_start, h.char_end) if h.answers and mark else None
     return ResultView(
         rank=r.rank,
         citation=r.citation,
@@ -140,7 +146,8 @@ def result_view(r: SearchResult) -> ResultView:
         before=before,
         mark=mark,
         after=after,
-        href=span_url(r.article_id, r.char_start, r.char_end),
+        answers=answer is not None,
+        href=span_url(r.article_id, r.char_start, r.char_end, answer),
         url=external_url(r.url),
         score=r.score,
     )
@@ -288,7 +295,8 @@ def search_page(request: Request, state: StateDep) -> HTMLResponse:
 
 @router.get("/articles/{article_id}", response_class=HTMLResponse)
 def article_page(article_id: str, request: Request, state: StateDep) -> HTMLResponse:
-    """An article with the cited span (`?chars=START-END`, or `#chars=` for the script) highlighted."""
+    """An article with the cited span (`?chars=START-END`, or `#chars=` for the script) shaded and,
+    inside it, the sentence that answers (`answer=START-END`) marked."""
     try:
         validate_article_id(article_id)
     except ValueError:
@@ -302,7 +310,11 @@ def article_page(article_id: str, request: Request, state: StateDep) -> HTMLResp
     except NotFoundError:
         return _missing(article_id)
     span = parse_chars(request.query_params.get("chars"))
-    before, mark, after = split_span(row.text, *span) if span else ("", "", row.text)
+    before, cited, after = split_span(row.text, *span) if span else ("", "", row.text)
+    inner = parse_chars(request.query_params.get("answer"))
+    lead, mark, tail = cited, "", ""
+    if span and inner and span[0] <= inner[0] < inner[1] <= span[1]:
+        lead, mark, tail = split_span(cited, inner[0] - span[0], inner[1] - span[0])
     return render(
         "article.html",
         page="article",
@@ -313,7 +325,10 @@ def article_page(article_id: str, request: Request, state: StateDep) -> HTMLResp
         url=external_url(row.url),
         date=(row.published_at or "")[:10] or None,
         before=before,
+        cited=bool(cited),
+        lead=lead,
         mark=mark,
+        tail=tail,
         after=after,
     )
 

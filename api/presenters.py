@@ -87,6 +87,8 @@ def search_result(hit: Hit, label: str) -> SearchResult:
             char_start=hit.highlight.char_start,
             char_end=hit.highlight.char_end,
             score=hit.highlight.score,
+            probability=hit.highlight.probability,
+            answers=hit.highlight.answers,
         ),
         citation=label,
         dense_score=hit.dense_score,
@@ -254,4 +256,5 @@ def stats(s: ServiceStats) -> Stats:
         query_threads=s.query_threads,
         query_shapes=list(s.query_shapes),
         stale_passages=s.stale_passages,
+        answer_engine=s.answer_engine,
     )

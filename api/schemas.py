@@ -232,8 +232,9 @@ class SearchRequest(BaseModel):
     )
     highlight: Literal["lexical", "semantic"] = Field(
         "semantic",
-        description="How the highlight sentence is chosen: the sentence whose stored embedding is nearest "
-        "the question (default; works across languages, no extra model call) or shared terms.",
+        description="How the highlight sentence is chosen: by meaning (default: the answer model reads the "
+        "question with the sentences of the first hits, the others' sentence nearest by cosine; works "
+        "across languages) or by shared terms.",
     )
 
 
@@ -246,6 +247,16 @@ class HighlightOut(BaseModel):
     score: float | None = Field(
         default=None,
         description="Cosine of the sentence with the question (semantic highlights; null for lexical ones).",
+    )
+    probability: float | None = Field(
+        default=None,
+        description="The answer model's calibrated probability that this sentence answers the question "
+        "(null when the model did not read this passage: see CITESEARCH_ANSWER_HITS).",
+    )
+    answers: bool = Field(
+        default=False,
+        description="True when the answer model read it and its probability reaches the model's threshold: "
+        "the sentence answers the question.",
     )
 
 
@@ -363,6 +374,11 @@ class Stats(BaseModel):
         description="Passages stored for generations that neither serve nor are being built: 0 in a "
         "healthy store (a reindex cut short between its switch and its drop leaves some; start-up "
         "repair removes them).",
+    )
+    answer_engine: str | None = Field(
+        None,
+        description="Engine and precision of the answer-sentence model (e.g. `openvino-bf16`); null "
+        "when it is off (`CITESEARCH_ANSWER_MODEL=off`) or not prepared (highlights by cosine, unmarked).",
     )
 
 
@@ -561,6 +577,9 @@ class ToolSearchResult(BaseModel):
     url: str
     text: str
     highlight: str
+    answers: bool = Field(
+        description="The answer model says `highlight` answers the query (only the first results are read)."
+    )
     score: float
     char_start: int
     char_end: int

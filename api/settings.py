@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -15,8 +16,11 @@ from citesearch.index.service import IndexConfig
 
 if TYPE_CHECKING:
     from citesearch.embeddings import Embedder
+    from citesearch.embeddings.answer_model import AnswerModel
 
 ENV_PREFIX = "CITESEARCH_"
+ANSWER_DIRNAME = "answer-sentence"
+"""The answer model's engines under the models directory (embeddings/answer_model.py): not a model a reindex may name."""
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "apikey", "api-key", "test", "xxx", "todo"}
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """A model a reindex may name: a plain directory name under the models directory (no '/', no '..')."""
@@ -152,6 +156,22 @@ class Settings(BaseSettings):
             " per thread count, at start-up: a short question runs ~25% faster; ~25 MB and 0.4 s each."
         ),
     )
+    answer_model: Literal["auto", "openvino", "torch", "off"] = Field(
+        "auto",
+        description=(
+            "The answer-sentence model (highlights, answers): auto serves the engine `model prepare`"
+            " measured fastest and faithful; off: highlights by cosine alone and no extractive answers."
+        ),
+    )
+    answer_hits: int = Field(
+        1,
+        ge=0,
+        le=50,
+        description=(
+            "How many of a search page's first hits the answer model reads (each ~6-12 ms on 2 cores);"
+            " the others show the sentence nearest by cosine, unmarked. /v1/answer reads its own."
+        ),
+    )
     database_url: str | None = Field(
         None,
         repr=False,
@@ -238,6 +258,28 @@ class Settings(BaseSettings):
             query_shapes=self.query_shapes,
         )
 
+    def load_answer_model(self) -> AnswerModel | None:
+        """The answer-sentence model (built on the prepared default model), or None when off."""
+        if self.answer_model == "off":
+            return None
+        from citesearch.embeddings import ModelError
+        from citesearch.embeddings.answer_prepare import load_answer_model
+        from citesearch.embeddings.prepare import default_model_path
+
+        try:
+            return load_answer_model(
+                default_model_path(self.models_dir), self.models_root(), engine=self.answer_model
+            )
+        except ModelError as exc:
+            if self.answer_model != "auto":
+                raise  # an engine asked for by name must be there
+            # A models directory prepared by an older release: serve, highlighting by cosine.
+            logging.getLogger("citesearch.api").warning(
+                "serving without the answer-sentence model (highlights by cosine, no answers marked): %s",
+                exc,
+            )
+            return None
+
     def models_root(self) -> Path:
         """The models directory: `models_dir`, else the default next to the package."""
         from citesearch.embeddings import default_models_dir
@@ -250,7 +292,9 @@ class Settings(BaseSettings):
             entries = list(self.models_root().iterdir())
         except OSError:
             return []
-        return sorted(p.name for p in entries if is_model_name(p.name) and p.is_dir())
+        return sorted(
+            p.name for p in entries if is_model_name(p.name) and p.is_dir() and p.name != ANSWER_DIRNAME
+        )
 
     def reindex_model_source(self, name: str) -> str | None:
         """What to load for a reindex asking for `name`, or None when it may not.
@@ -260,7 +304,7 @@ class Settings(BaseSettings):
         """
         if self.model is not None and name == self.model:
             return self.model
-        if not is_model_name(name):
+        if not is_model_name(name) or name == ANSWER_DIRNAME:
             return None
         path = self.models_root() / name
         return str(path) if path.is_dir() else None
@@ -300,4 +344,5 @@ class Settings(BaseSettings):
             approx_threshold=self.approx_threshold,
             checkpoint_every_s=self.checkpoint_every_s,
             fairness=self.fairness,
+            answer_hits=self.answer_hits,
         )

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from citesearch.api.jobs import JobRunner
 from citesearch.api.metrics import Metrics
 from citesearch.api.settings import Settings
+from citesearch.index.answers import AnswerReader
 from citesearch.index.service import Encoder, SearchService
 
 EmbedderFactory = Callable[[str | None], Encoder]
 """Loads a model: None for the configured one, else a local directory or the configured hub id
 (`Settings.load_embedder`; tests may give any encoder of the `Encoder` protocol)."""
+AnswerFactory = Callable[[], AnswerReader | None]
+"""Loads the answer-sentence model (`Settings.load_answer_model`; None: off)."""
 
 
 @dataclass
@@ -23,6 +26,7 @@ class AppState:
     settings: Settings
     metrics: Metrics
     embedder_factory: EmbedderFactory
+    answer_factory: AnswerFactory
     jobs: JobRunner = field(default_factory=JobRunner)
     service: SearchService | None = None
     load_error: str | None = None

@@ -29,8 +29,9 @@ import enum
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -67,18 +68,20 @@ class Priority(enum.IntEnum):
 
 @dataclass(eq=False)
 class _Task:
-    encoder: TextEncoder
+    encoder: TextEncoder | None
     priority: Priority
     texts: list[str]
     order: int
     is_query: bool = False
+    work: Callable[[], Any] | None = None
+    """A question's own model work other than its encoding (the answer model reading sentences)."""
     tokens: int = 0
     slices_at_submit: int = 0
     result: Vectors | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
-    def wait(self) -> Vectors:
+    def wait(self) -> Any:
         self.done.wait()
         if self.error is not None:
             raise self.error
@@ -133,6 +136,24 @@ class InferenceScheduler:
         that arrives meanwhile waits for it as for any pass.
         """
         task = _Task(encoder, Priority.QUERY, [text], next(self._order), is_query=True)
+        with self._cond:
+            inline = not (self._closed or self._busy or self._queries or self._slices)
+            inline = inline and threading.current_thread() is not self._worker
+            self._busy = self._busy or inline
+        if not inline:
+            vec: Vectors = self._submit([task])[0]
+            return vec
+        try:
+            self._execute([task])
+        finally:
+            self._idle()
+        out: Vectors = task.wait()
+        return out
+
+    def run_query_work(self, work: Callable[[], Any]) -> Any:
+        """Run a question's other model work (the answer model reading sentences) with a question's
+        priority: at once when nothing runs or waits, else ahead of write slices like a question."""
+        task = _Task(None, Priority.QUERY, [], next(self._order), is_query=True, work=work)
         with self._cond:
             inline = not (self._closed or self._busy or self._queries or self._slices)
             inline = inline and threading.current_thread() is not self._worker
@@ -200,7 +221,7 @@ class InferenceScheduler:
         return out
 
     # ---- the worker ----------------------------------------------------------------------------
-    def _submit(self, tasks: list[_Task]) -> list[Vectors]:
+    def _submit(self, tasks: list[_Task]) -> list[Any]:
         if threading.current_thread() is self._worker:  # called from inside a pass: run it here
             for t in tasks:
                 self._execute([t])
@@ -225,7 +246,10 @@ class InferenceScheduler:
             self._busy = True
             if self._queries and (not self._slices or self._query_budget > 0):
                 enc = self._queries[0].encoder
-                batch = [t for t in self._queries if t.encoder is enc][:MAX_QUERY_BATCH]
+                if enc is None:  # other work of a question: alone
+                    batch = [self._queries[0]]
+                else:
+                    batch = [t for t in self._queries if t.encoder is enc][:MAX_QUERY_BATCH]
                 self._queries = [t for t in self._queries if t not in batch]
                 if any(t.priority > Priority.QUERY for t in self._slices):
                     self.stats.queries_ahead_of_writes += 1
@@ -265,13 +289,17 @@ class InferenceScheduler:
         first = batch[0]
         t0 = time.perf_counter()
         try:
-            if first.is_query:
+            if first.work is not None:
+                first.result = first.work()
+            elif first.is_query:
+                assert first.encoder is not None
                 vecs = first.encoder.encode_queries([t.texts[0] for t in batch])
                 for t, v in zip(batch, vecs, strict=True):
                     t.result = v
                 self.stats.query_passes += 1
                 self.stats.queries += len(batch)
             else:
+                assert first.encoder is not None
                 first.result = first.encoder.encode_passages(first.texts)
                 self._measured(first.tokens, time.perf_counter() - t0)
                 self.stats.write_slices += 1

@@ -30,7 +30,12 @@ class Highlight:
     char_end: int
     score: float | None = None
     """The sentence's inner product with the question (semantic highlights; unit vectors of one
-    model, so the cosine the answer threshold is calibrated on); None for a lexical highlight."""
+    model: their cosine); None for a lexical highlight."""
+    probability: float | None = None
+    """The answer model's calibrated probability that this sentence answers the question (index/answers.py);
+    None when the model did not read this passage."""
+    answers: bool = False
+    """The model read it and its probability reaches the model's threshold."""
 
 
 def _shared_tokens(text: str) -> set[str]:

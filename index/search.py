@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import regex
 
+from citesearch.index.answers import Units, read_hits
 from citesearch.index.dates import DAY_S, epoch_seconds
 from citesearch.index.errors import InvalidQueryError
 from citesearch.index.fairness import (
@@ -94,6 +95,9 @@ class SearchQuery:
     recency_half_life_days: float | None = None
     fairness: bool | None = None
     highlight: HighlightMode = "semantic"
+    answer_hits: int | None = None
+    """How many of the page's first hits the answer model reads (semantic highlights; None: the
+    configured `answer_hits`; 0: none, every highlight by cosine alone)."""
 
 
 @dataclass(frozen=True)
@@ -492,7 +496,9 @@ class Searcher:
             rows = snap.store.passages([pid for pid, _ in hits])  # text is read for the page only
             hits = [(pid, s) for pid, s in hits if pid in rows]
             page_rows = [rows[pid] for pid, _ in hits]
-            lights = self._highlights(snap, p, page_rows, qvec, cands, evidence, lang)
+            lights, evidence = self._highlights(snap, p, page_rows, qvec, cands, evidence, lang)
+            pvecs = self._passage_vectors(snap, p, page_rows)
+        lights = self._answers(p, page_rows, qvec, evidence, pvecs, lights, lang)
         return SearchOutcome(
             query=query.text,
             hits=[
@@ -597,23 +603,63 @@ class Searcher:
         c: Candidates,
         evidence: dict[int, Evidence],
         lang: Language,
-    ) -> list[Highlight]:
-        """Semantic: each passage's best stored sentence and its score (no model call); lexical: shared terms.
+    ) -> tuple[list[Highlight], dict[int, Evidence]]:
+        """Semantic: each passage's best stored sentence and its cosine (no model call); lexical: shared terms.
 
         A passage stored without sentences (before start-up repair re-embedded it) gets the lexical one.
+        Also returns the sentence evidence of the page's passages (for the answer model).
         """
         if p.query.highlight == "semantic" and qvec is not None:
             todo = [r.id for r in rows if r.id not in evidence]
             if todo:
                 langs = {**{r.id: r.language for r in rows}, **c.langs}
                 evidence = {**evidence, **sentence_evidence(snap, qvec, c.fair, langs, todo)}
-            return [
+            lights = [
                 sentence_highlight(r, *evidence[r.id].best_span())
                 if r.id in evidence
                 else lexical_highlight(r, p.query.text, lang.code)
                 for r in rows
             ]
-        return [lexical_highlight(r, p.query.text, lang.code) for r in rows]
+            return lights, evidence
+        return [lexical_highlight(r, p.query.text, lang.code) for r in rows], evidence
+
+    def _reads(self, p: Plan) -> int:
+        """How many hits the answer model reads for this query (0: none)."""
+        core, q = self.core, p.query
+        n = core.config.answer_hits if q.answer_hits is None else q.answer_hits
+        return 0 if core.answers is None or q.highlight != "semantic" else n
+
+    def _passage_vectors(self, snap: Snapshot, p: Plan, rows: list[PassageRow]) -> Vec | None:
+        """The stored vectors of the hits the answer model reads (caller holds the read lock)."""
+        n = min(self._reads(p), len(rows))
+        if n <= 0:
+            return None
+        vecs, _ = snap.state.vectors.reconstruct(np.asarray([r.id for r in rows[:n]], dtype=np.int64))
+        return vecs
+
+    def _answers(
+        self,
+        p: Plan,
+        rows: list[PassageRow],
+        qvec: Vec | None,
+        evidence: dict[int, Evidence],
+        pvecs: Vec | None,
+        lights: list[Highlight],
+        lang: Language,
+    ) -> list[Highlight]:
+        """The answer model's highlights for the first hits (index/answers.py); after the read lock:
+        the passages' text and sentences are already read."""
+        core, q = self.core, p.query
+        n = self._reads(p)
+        if core.answers is None or n <= 0 or qvec is None or pvecs is None:
+            return lights
+        units = [
+            Units(evidence[r.id].spans, evidence[r.id].plain, float(pvecs[i] @ qvec))
+            if r.id in evidence and i < len(pvecs)
+            else None
+            for i, r in enumerate(rows)
+        ]
+        return read_hits(core.scheduler, core.answers, q.text, lang.code, rows, units, lights, n)
 
 
 __all__ = ["HighlightMode", "Hit", "Mode", "SearchOutcome", "SearchQuery", "Searcher", "plan"]

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from citesearch.embeddings.progress import Progress
 from citesearch.embeddings.scheduler import InferenceScheduler
+from citesearch.index.answers import AnswerReader
 from citesearch.index.articles import Article, ArticleInput
 from citesearch.index.cluster import ClusterConfig, ModelLoader, Replica, ReplicaStatus
 from citesearch.index.errors import ConflictError, DataDirLockedError, ModelMismatchError, NotFoundError
@@ -76,6 +77,8 @@ class ServiceStats:
     stale_passages: int = 0
     """Passages stored for generations that neither serve nor are being built: 0 in a healthy store
     (a switch cut short before its drop leaves some; start-up repair removes them)."""
+    answer_engine: str | None = None
+    """The answer-sentence model's engine and precision; None when it is off or not prepared."""
 
 
 class Reservation(Protocol):
@@ -148,6 +151,7 @@ class SearchService:
         embedder: Encoder,
         cluster: ClusterConfig | None = None,
         load_model: ModelLoader | None = None,
+        answers: AnswerReader | None = None,
     ) -> None:
         self.config = config
         self.data_dir = config.data_dir
@@ -165,6 +169,7 @@ class SearchService:
             store,
             self.scheduler,
             ServingState(store.generation, embedder, VectorIndex(embedder.dim), LanguageMeans({}, {}, None)),
+            answers=answers,
         )
         self.core.state = dataclasses.replace(
             self.core.state, vectors=VectorIndex(embedder.dim, kind=self.core.index_kind_for(n_passages))
@@ -307,6 +312,7 @@ class SearchService:
                 query_threads=getattr(st.embedder, "query_threads", None),
                 query_shapes=tuple(getattr(st.embedder, "query_shapes", ())),
                 stale_passages=stale,
+                answer_engine=None if self.core.answers is None else self.core.answers.engine_name,
             )
 
     # ---- long work -----------------------------------------------------------------------------

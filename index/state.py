@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from citesearch.embeddings.scheduler import InferenceScheduler
+from citesearch.index.answers import AnswerReader
 from citesearch.index.fairness import LanguageMeans
 from citesearch.index.locks import RWLock
 from citesearch.index.store import Store
@@ -41,6 +42,10 @@ class IndexConfig:
     sentence_vectors: bool = True
     """Embed every sentence of every passage (passage choice, article score, highlight); off: the
     passage vector stands for its one sentence (ingest benchmarks compare the two)."""
+    answer_hits: int = 1
+    """How many of a search page's first hits the answer model reads (index/answers.py): their
+    highlight is the sentence it finds most likely to answer, marked when it does; 0 turns it off
+    for search (answers read their own number of hits)."""
     passage_vectors: Literal["model", "sentences"] = "model"
     """Where a passage's vector comes from: "model" embeds the passage text as well as its
     sentences; "sentences" runs the model on the sentences only and pools their vectors (half the
@@ -100,6 +105,8 @@ class Core:
     store: Store
     scheduler: InferenceScheduler
     state: ServingState
+    answers: AnswerReader | None = None
+    """The answer-sentence model (None: highlights by cosine alone, nothing marked as answering)."""
     lock: RWLock = field(default_factory=RWLock)
     write_mutex: threading.RLock = field(default_factory=threading.RLock)
     dirty_since: float | None = None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from citesearch.api.answer import MIN_SENTENCE_SCORE, NO_ANSWER, LabelFilter, clean_sentence
+from citesearch.api.answer import NO_ANSWER, LabelFilter, clean_sentence
 from citesearch.api.app import create_app
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder
@@ -46,7 +46,7 @@ def check_exact(c: TestClient, body: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("query", "article", "expect"),
     [
-        ("英伟达的H20芯片有后门吗？", "seed-h20", "backdoors"),  # Chinese question, English text
+        ("Does NVIDIA's H20 chip have a backdoor?", "seed-h20", "backdoors"),
         ("Wie viel hat die neue Brücke über die Spree gekostet?", "de-spree-bruecke", "38 Millionen"),
         (
             "How long will Madrid's metro line 12 be closed?",
@@ -54,6 +54,7 @@ def check_exact(c: TestClient, body: dict[str, Any]) -> None:
             "tres semanas",
         ),  # cross-lingual
         ("上海今年夏天的降雨量比常年多多少？", "zh-shanghai-rain", "百分之三十"),
+        ("英伟达因出口管制可能损失多少钱？", "seed-h20", "$5.5 billion"),  # Chinese question, English text
     ],
 )
 def test_extractive_answer_quotes_the_answering_sentence(
@@ -66,15 +67,15 @@ def test_extractive_answer_quotes_the_answering_sentence(
     assert body["citations"], body
     check_exact(client, body)
     assert body["citations"][0]["article_id"] == article
-    # Every quoted sentence is a result's highlight, whose score (the stored sentence vector's
-    # cosine with the question) reached the threshold.
+    # Every quoted sentence is a result's highlight that the answer model says answers.
     for c in body["citations"]:
         result = body["results"][int(c["label"].strip("[]")) - 1]
-        assert result["highlight"]["text"] == c["text"] and result["highlight"]["score"] >= MIN_SENTENCE_SCORE
+        assert result["highlight"]["text"] == c["text"] and result["highlight"]["answers"]
+        assert result["highlight"]["probability"] is not None
     assert any(expect in c["text"] for c in body["citations"] if c["article_id"] == article)
     # Quoted in the passage's own language (the sentence itself, labels aside).
     assert expect in body["answer"]
-    if article == "seed-h20":  # the seed's own footnote "[2]" is in the cited text, not in the answer
+    if expect == "backdoors":  # the seed's own footnote "[2]" is in the cited text, not in the answer
         assert any("H20 chip [2]." in c["text"] for c in body["citations"])
         assert "H20 chip [2]." not in body["answer"] and "H20 chip." in body["answer"]
 

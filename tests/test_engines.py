@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from citesearch.api.app import create_app
 from citesearch.api.settings import Settings
 from citesearch.embeddings import Embedder, ModelError, default_models_dir, load_embedder
+from citesearch.embeddings.answer_prepare import prepared_dir
 from citesearch.embeddings.engine_cache import (
     ENGINES_MANIFEST,
     MIN_COSINE,
@@ -415,6 +416,9 @@ def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_p
         pytest.skip("engines not prepared beside the default model")
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / MODEL_DIRNAME).symlink_to(MODEL)
+    answer = prepared_dir(MODEL.parent)  # prepared by `make setup` too: reported, not rebuilt
+    if answer.is_dir():
+        prepared_dir(tmp_path / "models").symlink_to(answer)
     res = subprocess.run(
         [
             sys.executable,
@@ -437,6 +441,8 @@ def test_model_prepare_cli_reports_the_engines_and_the_pick(engines: Path, tmp_p
     pick = choose("auto", "auto", manifest, fallback_precision="fp32")
     assert "engines already prepared" in res.stderr and f"auto: {pick.name}" in res.stderr
     assert all(f"{r['engine']}-{r['precision']}:" in res.stderr for r in manifest["measured"])
+    if answer.is_dir():
+        assert "answer model serves: openvino-" in res.stdout + res.stderr
 
 
 def test_int8_keeps_the_embedding_tables_in_floating_point(engines: Path) -> None:

@@ -89,10 +89,26 @@ def test_a_question_in_the_url_is_answered_on_the_server(client: TestClient) -> 
     first = page.split('<li class="result"')[1]
     assert "英伟达回应:没后门" in first and 'lang="en"' in first and 'dir="auto"' in first
     assert "[1]" in first and re.search(r'<span id="took" title="took_ms [0-9.]+">[0-9]+ ms</span>', page)
-    sentence = marked(first)[0]
-    assert "H20" in sentence and sentence in SEED.read_text(encoding="utf-8")
+    # The answer model read the first result and chose its sentence; for this yes/no question in
+    # Chinese it is not sure enough to say it answers, so the sentence is picked out, not marked.
+    near = re.search(r'<span class="near"[^>]*>(.*?)</span>', first, re.S)
+    chosen = html.unescape(near.group(1)) if near else marked(first)[0]
+    assert 'do not contain any "backdoors"' in chosen and chosen in SEED.read_text(encoding="utf-8")
     link = re.search(r'class="span-link" href="([^"]+)"', first)
     assert link is not None and link.group(1).startswith("/articles/nvidia-h20?chars=0-")
+
+
+def test_a_sentence_the_model_says_answers_is_marked_and_linked(client: TestClient) -> None:
+    page = client.get("/", params={"q": "Does NVIDIA's H20 chip have a backdoor?"}).text
+    first = page.split('<li class="result"')[1]
+    (sentence,) = marked(first)
+    assert 'do not contain any "backdoors"' in sentence
+    assert '<mark class="answer" title="answers the question">' in first
+    link = re.search(r'class="span-link" href="([^"]+)"', first)
+    assert link is not None and "&amp;answer=" in link.group(1)
+    # The other results show their nearest sentence unmarked: nothing says they answer.
+    for other in page.split('<li class="result"')[2:]:
+        assert marked(other) == [] and 'class="near"' in other
 
 
 def test_filters_and_pages_are_plain_links(client: TestClient) -> None:
@@ -106,18 +122,26 @@ def test_filters_and_pages_are_plain_links(client: TestClient) -> None:
     assert bad.status_code == 422 and "no letter or digit" in bad.text
 
 
-def test_the_article_page_highlights_the_cited_span(client: TestClient) -> None:
+def test_the_article_page_shades_the_cited_passage_and_marks_the_answer(client: TestClient) -> None:
     text = seed_article()["text"]
     start = text.index("NVIDIA's spokesperson")
     end = text.index("[2]", start) + 3
-    r = client.get(span_url("nvidia-h20", start, end).split("#")[0])
+    passage_end = text.index("protection [2].") + len("protection [2].")
+    r = client.get(span_url("nvidia-h20", 0, passage_end, (start, end)).split("#")[0])
     assert r.status_code == 200 and r.headers["content-security-policy"] == CSP
-    assert marked(r.text) == [text[start:end]]
-    assert '<mark id="cited" tabindex="-1">' in r.text
+    assert marked(r.text) == [text[start:end]]  # the sentence, not the whole passage
+    cited = re.search(r'<span id="cited" class="cited" tabindex="-1">(.*?)</span>', r.text, re.S)
+    assert cited is not None
+    assert html.unescape(re.sub(r"</?mark[^>]*>", "", cited.group(1))) == text[:passage_end]
     whole = re.search(r'<div id="article-text"[^>]*>(.*?)</div>', r.text, re.S)
-    assert whole is not None and html.unescape(re.sub(r"</?mark[^>]*>", "", whole.group(1))) == text
+    assert whole is not None and html.unescape(re.sub(r"</?(mark|span)[^>]*>", "", whole.group(1))) == text
+    # Without an answer the passage is shaded and nothing is marked; junk marks nothing at all.
+    passage_only = client.get(span_url("nvidia-h20", 0, passage_end).split("#")[0]).text
+    assert marked(passage_only) == [] and 'id="cited"' in passage_only
+    outside = client.get(f"/articles/nvidia-h20?chars=0-10&answer={start}-{end}").text
+    assert marked(outside) == []  # an answer outside the cited passage is ignored
     plain = client.get("/articles/nvidia-h20?chars=junk")
-    assert plain.status_code == 200 and marked(plain.text) == []
+    assert plain.status_code == 200 and marked(plain.text) == [] and 'id="cited"' not in plain.text
 
 
 def test_hostile_article_text_is_escaped_everywhere(client: TestClient) -> None:
@@ -212,12 +236,12 @@ def test_with_a_read_key_the_pages_ask_for_it(tmp_path: Path, embedder: Embedder
         page = c.get("/", params={"q": "H20 backdoor"})
         assert page.status_code == 200 and 'data-auth="required"' in page.text
         assert 'id="key-prompt" class="key-prompt" aria-labelledby="key-title">' in page.text
-        assert "<mark>" not in page.text and "英伟达回应" not in page.text and "articles ·" not in page.text
+        assert "<mark" not in page.text and "英伟达回应" not in page.text and "articles ·" not in page.text
         article = c.get("/articles/nvidia-h20")
         assert article.status_code == 200 and "NVIDIA" not in article.text
         assert c.get("/ui/status").status_code == 401
         with_key = c.get("/", params={"q": "H20 backdoor"}, headers=auth)
-        assert "<mark>" in with_key.text and 'data-auth="open"' in with_key.text
+        assert 'class="near"' in with_key.text and 'data-auth="open"' in with_key.text
 
 
 def test_the_marked_sentence_comes_from_the_highlight_offsets() -> None:
@@ -243,8 +267,20 @@ def test_the_marked_sentence_comes_from_the_highlight_offsets() -> None:
         SearchResult(**base, highlight=HighlightOut(text="Beta two.", char_start=111, char_end=120))
     )
     assert (view.before, view.mark, view.after) == ("Alpha one. ", "Beta two.", " Gamma three.")
+    assert not view.answers and "answer=" not in view.href
     assert (
         view.url is None and view.date == "2025-08-01" and view.href.startswith("/articles/a%2Fb?chars=100-")
+    )
+    answering = result_view(
+        SearchResult(
+            **base,
+            highlight=HighlightOut(
+                text="Beta two.", char_start=111, char_end=120, probability=0.9, answers=True
+            ),
+        )
+    )
+    assert answering.answers and answering.href == (
+        "/articles/a%2Fb?chars=100-133&answer=111-120#chars=100-133&answer=111-120"
     )
     moved = result_view(
         SearchResult(**base, highlight=HighlightOut(text="Gamma three.", char_start=0, char_end=5))

@@ -37,6 +37,7 @@ if _WHY_NOT is not None:
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION_ZH = "英伟达的H20芯片有后门吗？"
+QUESTION_EN = "Does NVIDIA's H20 chip have a backdoor?"
 WAIT_MS = 30_000
 
 
@@ -155,17 +156,31 @@ def test_a_chinese_question_finds_the_english_passage_and_its_cited_span(server:
     expect(page.locator("#took")).to_have_text(re.compile(r"^[0-9]+ ms$"))
     passage = first.locator(".passage")
     expect(passage).to_have_attribute("lang", "en")
-    sentence = passage.locator("mark").inner_text()
+    # The answer model's sentence for this Chinese question (picked out; marked only if it is sure).
+    chosen = passage.locator("mark.answer, .near").inner_text()
     text = seed_article()["text"]
-    assert "H20" in sentence and sentence in text
-    # The server has /v1/answer: its answer quotes the first result's marked sentence.
+    assert "H20" in chosen and chosen in text
+    # The same question in English: the model says the sentence answers; it is marked, and the
+    # server's /v1/answer quotes it.
+    page.locator("#q").fill(QUESTION_EN)
+    page.keyboard.press("Enter")
+    first = page.locator("#results li.result").first
+    sentence = first.locator(".passage mark.answer").inner_text()
+    assert 'do not contain any "backdoors"' in sentence and sentence in text
     expect(page.locator("#answer-text")).to_contain_text(clean_sentence(sentence))
+    expect(page.locator("#answer-mode")).to_have_text("Quoted from the sources below")
     first.locator(".span-link").click()
-    page.wait_for_url("**/articles/nvidia-h20?chars=*#chars=*")
-    cited = page.locator("mark#cited")
+    page.wait_for_url("**/articles/nvidia-h20?chars=*&answer=*#chars=*&answer=*")
+    cited = page.locator("#cited")
     expect(cited).to_be_in_viewport()
-    start, end = (int(x) for x in page.url.split("#chars=")[1].split("-"))
-    assert cited.inner_text() == text[start:end] and sentence in cited.inner_text()
+    spans = dict(part.split("=") for part in page.url.split("#")[1].split("&"))
+    start, end = (int(x) for x in spans["chars"].split("-"))
+    a_start, a_end = (int(x) for x in spans["answer"].split("-"))
+    # The passage is shaded, the sentence that answers is marked inside it.
+    assert cited.inner_text() == text[start:end]
+    expect(cited.locator("mark.answer")).to_have_text(text[a_start:a_end])
+    assert sentence == text[a_start:a_end]
+    expect(page.locator("#span-note")).to_contain_text("the sentence that answers is marked")
     expect(page.locator("#article-title")).to_have_text("英伟达回应:没后门")
 
 
@@ -173,10 +188,12 @@ def test_the_fragment_alone_highlights_the_span(server: str, page: Page) -> None
     text = seed_article()["text"]
     start = text.index("Group 3")
     page.goto(f"{server}/articles/nvidia-h20#chars={start}-{start + 40}")
-    expect(page.locator("mark#cited")).to_have_text(text[start : start + 40])
-    expect(page.locator("mark#cited")).to_be_in_viewport()
-    page.evaluate("location.hash = '#chars=0-4'")
-    expect(page.locator("mark#cited")).to_have_text(text[:4])
+    expect(page.locator("#cited")).to_have_text(text[start : start + 40])
+    expect(page.locator("#cited")).to_be_in_viewport()
+    assert page.locator("#cited mark").count() == 0
+    page.evaluate("location.hash = '#chars=0-40&answer=10-20'")
+    expect(page.locator("#cited")).to_have_text(text[:40])
+    expect(page.locator("#cited mark.answer")).to_have_text(text[10:20])
 
 
 def test_arabic_renders_right_to_left(server: str, page: Page) -> None:
@@ -201,10 +218,10 @@ def test_without_javascript_results_and_spans_are_rendered_by_the_server(
         page.goto(server + "/?q=" + QUESTION_ZH)
         first = page.locator("#results li.result").first
         expect(first.locator(".title-link")).to_have_text("英伟达回应:没后门")
-        sentence = first.locator(".passage mark").inner_text()
+        sentence = first.locator(".passage mark.answer, .passage .near").inner_text()
         assert "H20" in sentence
         first.locator(".span-link").click()
-        expect(page.locator("mark#cited")).to_contain_text(sentence)  # the cited passage holds it
+        expect(page.locator("#cited")).to_contain_text(sentence)  # the cited passage holds it
         page.goto(server + "/?q=weather&language=en")
         page.locator("#next-page").click()  # a plain link: the server renders page two
         expect(page.locator("#results li.result").first.locator(".rank")).to_have_text("#11")
@@ -241,8 +258,8 @@ def test_keyboard_only(server: str, page: Page) -> None:
     else:
         raise AssertionError("the first result cannot be reached with Tab")
     page.keyboard.press("Enter")
-    expect(page.locator("mark#cited")).to_be_in_viewport()
-    expect(page.locator("mark#cited")).to_be_focused()
+    expect(page.locator("#cited")).to_be_in_viewport()
+    expect(page.locator("#cited")).to_be_focused()
 
 
 def test_the_answer_is_shown_when_the_server_has_one(server: str, page: Page) -> None:
@@ -278,6 +295,14 @@ def test_the_answer_is_shown_when_the_server_has_one(server: str, page: Page) ->
     expect(page.locator("#answer-text a")).to_have_attribute(
         "href", "/articles/nvidia-h20?chars=10-40#chars=10-40"
     )
+
+
+def test_a_no_answer_says_so_without_a_quoted_from_line(server: str, page: Page) -> None:
+    page.goto(server + "/?q=" + "Who won the football world cup in 1998?")
+    expect(page.locator("#answer")).to_be_visible()
+    expect(page.locator("#answer-text")).to_have_text("The indexed articles do not answer this question.")
+    expect(page.locator("#answer-mode")).to_be_hidden()
+    assert page.locator("#answer-citations li").count() == 0
 
 
 def test_the_admin_strip_and_a_phone_width_screen(server: str, browser: Browser) -> None:
@@ -344,6 +369,6 @@ def test_a_read_key_is_asked_for_and_kept_for_the_session(keyed_server: str, pag
     expect(page.locator("#admin-stats")).to_contain_text("1 articles")
     assert page.evaluate("sessionStorage.getItem('citesearch.readKey')") == KEY
     page.locator("#results .span-link").first.click()
-    expect(page.locator("mark#cited")).to_contain_text("Core Viewpoint")  # fetched with the key
+    expect(page.locator("#cited")).to_contain_text("Core Viewpoint")  # fetched with the key
     page.go_back()
     expect(page.locator("#results .title-link").first).to_have_text("英伟达回应:没后门")

@@ -96,7 +96,11 @@
     try { const u = new URL(url, location.href); return /^https?:$/.test(u.protocol) ? u.href : null; }
     catch (e) { return null; }
   }
-  const spanUrl = (id, s, e) => "/articles/" + encodeURIComponent(id) + "?chars=" + s + "-" + e + "#chars=" + s + "-" + e;
+  // The article page with the cited passage [s, e) shaded and, when given, the answering sentence a = [as, ae) marked.
+  const spanUrl = (id, s, e, a) => {
+    const spans = "chars=" + s + "-" + e + (a ? "&answer=" + a[0] + "-" + a[1] : "");
+    return "/articles/" + encodeURIComponent(id) + "?" + spans + "#" + spans;
+  };
 
   // ---- the search page ---------------------------------------------------------------------------
   function formParams() {
@@ -130,7 +134,8 @@
       const i = r.text.indexOf(h.text);
       [before, mark, after] = [r.text.slice(0, i), h.text, r.text.slice(i + h.text.length)];
     }
-    const href = spanUrl(r.article_id, r.char_start, r.char_end);
+    const answers = Boolean(h.answers && mark);
+    const href = spanUrl(r.article_id, r.char_start, r.char_end, answers ? [h.char_start, h.char_end] : null);
     const lang = langAttr(r.language);
     const meta = el("p", { class: "meta" },
       el("span", { class: "rank" }, "#" + r.rank), " ",
@@ -145,7 +150,10 @@
       el("h3", { class: "result-title" }, el("span", { class: "cite" }, r.citation), " ",
         el("a", { class: "title-link", href: href, dir: "auto", lang: lang }, r.title || r.article_id)),
       meta,
-      el("p", { class: "passage", dir: "auto", lang: lang }, before, mark ? el("mark", {}, mark) : null, after),
+      el("p", { class: "passage", dir: "auto", lang: lang }, before,
+        !mark ? null : answers ? el("mark", { class: "answer", title: "answers the question" }, mark)
+          : el("span", { class: "near", title: "the sentence nearest the question (not an answer)" }, mark),
+        after),
       el("p", {}, el("a", { class: "span-link", href: href }, "Cited span " + r.citation + " in the article")));
   }
 
@@ -227,12 +235,17 @@
     $("answer-citations").replaceChildren(...(data.citations || []).map((c) =>
       el("li", {}, c.label + " ", el("a", { href: citationHref(c), dir: "auto" }, c.title || c.article_id))));
     const how = data.mode === "generated" ? "Generated from the sources below" : "Quoted from the sources below";
-    $("answer-mode").textContent = how + (data.llm_fallback ? " (the language model did not answer in time)" : "");
+    // A no-answer quotes nothing: no "quoted from" line under it.
+    $("answer-mode").textContent = data.answered === false ? "" :
+      how + (data.llm_fallback ? " (the language model did not answer in time)" : "");
+    $("answer-mode").hidden = data.answered === false;
     $("answer").classList.toggle("unanswered", data.answered === false);
     $("answer").hidden = !data.answer;
   }
 
   async function loadAnswer(params, seq) {
+    // The answer's [n] are the first page's results: shown above the first page only.
+    if (Number(params.get("offset") || 0) > 0) return;
     const filters = {};
     if (params.get("language")) filters.language = [params.get("language")];
     if (params.get("source")) filters.source = [params.get("source")];
@@ -285,18 +298,32 @@
   }
 
   // ---- the article page --------------------------------------------------------------------------
+  // #chars=START-END[&answer=START-END] (or the same in the query string): the cited passage and
+  // the sentence inside it that answers.
   function spanFromLocation() {
-    const m = /^#chars=(\d+)-(\d+)$/.exec(location.hash) || /[?&]chars=(\d+)-(\d+)(&|$)/.exec(location.search);
-    return m ? [Number(m[1]), Number(m[2])] : null;
+    const source = location.hash ? location.hash.slice(1) : location.search.slice(1);
+    const p = new URLSearchParams(source);
+    const pair = (v) => { const m = /^(\d+)-(\d+)$/.exec(v || ""); return m ? [Number(m[1]), Number(m[2])] : null; };
+    const chars = pair(p.get("chars"));
+    if (!chars) return null;
+    const answer = pair(p.get("answer"));
+    return { chars: chars, answer: answer && chars[0] <= answer[0] && answer[0] < answer[1] && answer[1] <= chars[1] ? answer : null };
   }
 
   function highlight(span) {
     const box = $("article-text");
     const text = box.textContent;
-    const [before, mark, after] = span ? cutSpan(text, span[0], span[1]) : ["", "", text];
-    box.replaceChildren(before, ...(mark ? [el("mark", { id: "cited", tabindex: "-1" }, mark)] : []), after);
-    $("span-note").hidden = !mark;
-    if (mark) {
+    const [before, cited, after] = span ? cutSpan(text, span.chars[0], span.chars[1]) : ["", "", text];
+    let inner = [cited];
+    if (cited && span.answer) {
+      const [lead, mark, tail] = cutSpan(cited, span.answer[0] - span.chars[0], span.answer[1] - span.chars[0]);
+      inner = mark ? [lead, el("mark", { class: "answer" }, mark), tail] : [cited];
+    }
+    box.replaceChildren(before, ...(cited ? [el("span", { id: "cited", class: "cited", tabindex: "-1" }, ...inner)] : []), after);
+    const note = $("span-note");
+    note.hidden = !cited;
+    if (cited) note.firstChild.textContent = "The cited passage is shaded" + (inner.length > 1 ? " and the sentence that answers is marked" : "") + ". ";
+    if (cited) {
       const cited = $("cited");
       cited.scrollIntoView({ block: "center" });
       cited.focus({ preventScroll: true });
