@@ -124,21 +124,23 @@ def retrieve(service: SearchService, req: AnswerRequest, earlier: str | None = N
     In a conversation (`earlier`: the previous user message) the follow-up is searched twice: with
     the previous message before it (so "and how much could they lose?" finds its topic) and alone
     (so a follow-up that names its topic finds the passage answering it, not the one that answered
-    the first question); the search whose best read sentence the model finds more likely to answer wins.
+    the first question). Both times the answer model reads the follow-up alone, and the search whose
+    best read sentence it finds more likely to answer wins.
     """
     started = time.perf_counter()
     outcome = service.search(_answer_query(req, req.query))
     text = search_text(req.query, earlier, service.config.max_query_chars)
     if text != req.query:
-        framed = service.search(_answer_query(req, text))
+        framed = service.search(_answer_query(req, text, read=req.query))
         if _confidence(framed) > _confidence(outcome):
             outcome = framed
     return Retrieved(req, outcome, started)
 
 
-def _answer_query(req: AnswerRequest, text: str) -> SearchQuery:
+def _answer_query(req: AnswerRequest, text: str, read: str | None = None) -> SearchQuery:
     return SearchQuery(
         text=text,
+        read_text=read,
         top_k=req.top_k,
         filters=presenters.search_filters(req.filters),
         language=req.query_language,

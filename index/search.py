@@ -98,6 +98,9 @@ class SearchQuery:
     answer_hits: int | None = None
     """How many of the page's first hits the answer model reads (semantic highlights; None: the
     configured `answer_hits`; 0: none, every highlight by cosine alone)."""
+    read_text: str | None = None
+    """The question the answer model reads (None: `text`): a chat follow-up searched together with
+    the message before it is read alone, so the sentence chosen answers the follow-up."""
 
 
 @dataclass(frozen=True)
@@ -659,7 +662,8 @@ class Searcher:
             else None
             for i, r in enumerate(rows)
         ]
-        return read_hits(core.scheduler, core.answers, q.text, lang.code, rows, units, lights, n)
+        question = q.read_text or q.text
+        return read_hits(core.scheduler, core.answers, question, lang.code, rows, units, lights, n)
 
 
 __all__ = ["HighlightMode", "Hit", "Mode", "SearchOutcome", "SearchQuery", "Searcher", "plan"]
