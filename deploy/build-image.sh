@@ -8,6 +8,7 @@
 #   BASE_IMAGE, TORCH_INDEX_URL, PIP_INDEX_URL
 #                     build arguments; unset, the Dockerfile's defaults (python:3.11-slim, PyTorch's
 #                     CPU index, PyPI)
+#   IMAGE_TARGET      build only up to this stage (--target)
 #   PIP_CERT          a CA bundle pip should trust (a TLS-intercepting proxy), passed as the build
 #                     secret pip_cert: it is mounted for the pip steps and never stored in the image
 set -euo pipefail
@@ -20,6 +21,9 @@ for name in BASE_IMAGE TORCH_INDEX_URL PIP_INDEX_URL; do
         args+=(--build-arg "$name=${!name}")
     fi
 done
+if [[ -n ${IMAGE_TARGET:-} ]]; then
+    args+=(--target "$IMAGE_TARGET")
+fi
 if [[ -n ${PIP_CERT:-} && -s ${PIP_CERT:-} ]]; then
     args+=(--secret "id=pip_cert,src=$PIP_CERT")
 fi

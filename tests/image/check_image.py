@@ -57,6 +57,7 @@ from tests.image.harness import (
     log,
     poll,
     port_is_free,
+    prune_stale_layers,
     registry_base_reachable,
     request,
     run,
@@ -65,6 +66,7 @@ from tests.image.harness import (
 DEFAULT_BASE = "python:3.11-slim"
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_VERSION = "2.13.0"
+BUILD_CACHE_TAG = "localhost/citesearch-build-cache:latest"
 QUESTION = "Does NVIDIA's H20 chip have a backdoor?"
 SEED_ID = "000_cb51183e942cda20"
 READY_DEADLINE_S = 600.0
@@ -133,6 +135,14 @@ def build(image: str) -> None:
         if proc.returncode != 0:
             raise CheckFailed(f"the build failed (exit {proc.returncode})")
         log(f"built {image} in {time.monotonic() - started:.0f} s")
+        # The build stage, tagged (all its steps come from the cache), so that its last step, which no
+        # image builds on, is kept for the next build while older builds' steps are removed.
+        env.update(IMAGE=BUILD_CACHE_TAG, IMAGE_TARGET="build")
+        run([str(REPO / "deploy" / "build-image.sh")], env=env)
+    removed = prune_stale_layers("CITESEARCH_MODELS_DIR")
+    log(
+        f"build cache: {BUILD_CACHE_TAG} tagged; {len(removed)} stale step image(s) of earlier builds removed"
+    )
 
 
 def check_config(image: str) -> dict[str, Any]:

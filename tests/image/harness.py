@@ -240,6 +240,27 @@ class Container:
         buildah("rm", self.id)
 
 
+def prune_stale_layers(marker: str) -> list[str]:
+    """Remove untagged images that no other image builds on and whose history holds `marker`.
+
+    Every build whose code changed leaves the previous build's untagged steps behind (gigabytes:
+    the virtual environment and the models); images of other projects are left alone. Removing an
+    image can leave its parent the same way, hence the rounds.
+    """
+    removed: list[str] = []
+    while True:
+        dangling = buildah("images", "--filter", "dangling=true", "--format", "{{.ID}}").split()
+        ours = [
+            i for i in dangling if i not in removed and marker in buildah("inspect", "--type", "image", i)
+        ]
+        if not ours:
+            return removed
+        for image in ours:
+            with contextlib.suppress(CheckFailed):  # in use by a container
+                buildah("rmi", image)
+            removed.append(image)
+
+
 # ---- a Debian base image where no registry is reachable ---------------------------------------
 
 BASE_SUITE = "bookworm"
@@ -249,9 +270,13 @@ BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 def registry_base_reachable(image: str) -> bool:
     """True when `buildah pull` gets the image (then the build uses it as it is)."""
-    proc = subprocess.run(
-        ["buildah", "pull", "--quiet", image], capture_output=True, text=True, timeout=300, check=False
-    )
+    try:
+        proc = subprocess.run(
+            ["buildah", "pull", "--quiet", image], capture_output=True, text=True, timeout=300, check=False
+        )
+    except subprocess.TimeoutExpired:
+        log(f"cannot pull {image}: no answer within 300 s")
+        return False
     if proc.returncode != 0:
         log(f"cannot pull {image}: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
     return proc.returncode == 0
@@ -368,6 +393,9 @@ def find_torch_wheel(version: str) -> Path | None:
     return None
 
 
+LOCAL_INDEX_PORT = 38517
+
+
 @contextlib.contextmanager
 def local_index(wheel: Path) -> Iterator[str]:
     """A one-package index (`<url>/torch/` lists the wheel) on 127.0.0.1, for the build's pip."""
@@ -383,7 +411,10 @@ def local_index(wheel: Path) -> Iterator[str]:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        # One fixed port when it is free: the URL is a build argument, and a build argument that
+        # changes invalidates every cached build step after it.
+        port = LOCAL_INDEX_PORT if port_is_free("127.0.0.1", LOCAL_INDEX_PORT) else 0
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
