@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DATA_DIR ?= data
+IMAGE  ?= citesearch:latest
 
-.PHONY: setup run test lint bench soak bench-quality clean
+.PHONY: setup run test lint bench soak bench-quality clean image image-test
 
 # Idempotent: venv, torch (CPU build, first), pinned dependencies, then the offline model.
 setup: $(VENV)/.deps-installed
@@ -40,6 +41,17 @@ bench: setup
 soak: setup
 	$(BIN)/python -m pip install -q -c constraints.txt matplotlib
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# The container image (README, Docker): docker build where a Docker engine runs, else buildah.
+# BASE_IMAGE, TORCH_INDEX_URL, PIP_INDEX_URL and PIP_CERT pass through (deploy/build-image.sh).
+image:
+	IMAGE=$(IMAGE) deploy/build-image.sh
+
+# Build the image (on a local Debian base where no registry gives python:3.11-slim), serve the seeds
+# from it and ask the H20 question, then start docker-compose.cluster.yml's services from it against
+# a throwaway PostgreSQL (tests/image/check_image.py). Root, buildah, debootstrap, docker-compose.
+image-test: $(VENV)/.deps-installed
+	$(BIN)/python -m tests.image.check_image --image $(IMAGE)
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache .pytest_cache
