@@ -24,6 +24,9 @@ done
 if [[ -n ${IMAGE_TARGET:-} ]]; then
     args+=(--target "$IMAGE_TARGET")
 fi
+if [[ -z ${PIP_CERT:-} ]]; then  # unset: the CA bundle the host's own pip is told to trust, if any
+    PIP_CERT=$(python3 -m pip config get global.cert 2>/dev/null || true)
+fi
 if [[ -n ${PIP_CERT:-} && -s ${PIP_CERT:-} ]]; then
     args+=(--secret "id=pip_cert,src=$PIP_CERT")
 fi
