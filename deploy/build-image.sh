@@ -25,7 +25,7 @@ if [[ -n ${IMAGE_TARGET:-} ]]; then
     args+=(--target "$IMAGE_TARGET")
 fi
 if [[ -z ${PIP_CERT:-} ]]; then  # unset: the CA bundle the host's own pip is told to trust, if any
-    PIP_CERT=$(python3 -m pip config get global.cert 2>/dev/null || true)
+    PIP_CERT=$(python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.cert='\(.*\)'\$/\1/p" | head -n 1 || true)
 fi
 if [[ -n ${PIP_CERT:-} && -s ${PIP_CERT:-} ]]; then
     args+=(--secret "id=pip_cert,src=$PIP_CERT")
